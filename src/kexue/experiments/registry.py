@@ -1,0 +1,57 @@
+"""The registry of experiments: every module in this package registers its own."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from kexue.experiments.base import SCALES, Experiment
+
+_REGISTRY: dict[str, type[Experiment]] = {}
+_FRAMEWORK = {"base", "registry", "suite", "catalogue"}
+
+
+class UnknownExperiment(ValueError):
+    pass
+
+
+def register(cls: type[Experiment]) -> type[Experiment]:
+    """Class decorator: add an experiment to the suite (names are unique)."""
+    for attr in ("name", "techniques", "claim"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"experiment {cls.__name__} has no class attribute {attr!r}")
+    if set(cls.minutes) - set(SCALES):
+        raise TypeError(f"experiment {cls.name}: minutes keys must be in {SCALES}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"two experiments are named {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_all() -> dict[str, type[Experiment]]:
+    """Import every experiment module of the package; return name -> class, sorted."""
+    import kexue.experiments as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_") or info.name in _FRAMEWORK:
+            continue
+        importlib.import_module(f"kexue.experiments.{info.name}")
+    return dict(sorted(_REGISTRY.items()))
+
+
+def resolve(names: list[str] | None) -> list[type[Experiment]]:
+    """Experiments by name or technique number (``T12``); all of them if ``names`` is empty."""
+    experiments = load_all()
+    if not names:
+        return list(experiments.values())
+    chosen: list[type[Experiment]] = []
+    for name in names:
+        if name in experiments:
+            hits = [experiments[name]]
+        else:
+            hits = [e for e in experiments.values() if name.upper() in e.techniques]
+        if not hits:
+            known = ", ".join(experiments) or "(none registered)"
+            raise UnknownExperiment(f"unknown experiment {name!r}; known: {known}")
+        chosen += [h for h in hits if h not in chosen]
+    return chosen
