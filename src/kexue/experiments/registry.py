@@ -8,7 +8,7 @@ import pkgutil
 from kexue.experiments.base import SCALES, Experiment
 
 _REGISTRY: dict[str, type[Experiment]] = {}
-_FRAMEWORK = {"base", "registry", "suite", "catalogue"}
+_FRAMEWORK = {"base", "registry", "suite", "catalogue", "plots", "common"}
 
 
 class UnknownExperiment(ValueError):
