@@ -120,7 +120,7 @@ def load_tang_poems(limit: int | None = None) -> list[str]:
     """Tang poems, each its ``paragraphs`` joined by ``"\\n"`` (traditional characters).
 
     Reads every ``poet.tang.<n>.json`` present under the data roots, in numeric order:
-    the repository ships the first 10 files (10,000 poems), ``../shared/data`` holds 45
+    the repository ships the first 10 files (10,008 poems), ``../shared/data`` holds 45
     (45,023 poems). ``limit`` keeps only the first ``limit`` poems.
     """
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -185,7 +185,9 @@ def load_cmrc2018(split: str) -> list[dict[str, Any]]:
     """CMRC 2018 questions, flattened: dicts with ``id``, ``context``, ``question``,
     ``answers`` (list of str) and ``answer_starts`` (list of int).
 
-    Splits: dev (3219 questions) and trial (1002).
+    Splits: dev (3219 questions) and trial (1002). Records are as published: some dev
+    answers are free text with ``answer_start == -1``, and about 10 offsets upstream are
+    off by a character or so.
     """
     _check("split", split, ("dev", "trial"))
     with open_text("cmrc2018", split) as f:
@@ -276,9 +278,12 @@ def load_kgclue(split: str) -> list[dict[str, Any]]:
         record = json.loads(line)
         answer = record.get("answer")
         if answer is not None:
-            triple = tuple(part.strip() for part in answer.split("|||"))
+            triple = tuple(answer.split(" ||| "))  # kept verbatim, as in the derived KB
             if len(triple) != 3:
-                raise ValueError(f"kgclue/{split}.json, line {i}: answer is not a triple")
+                raise ValueError(
+                    f"kgclue/{split}.json, line {i}: expected 'head ||| relation ||| tail', "
+                    f"got {len(triple)} parts"
+                )
             answer = triple
         out.append({"id": record["id"], "question": record["question"], "answer": answer})
     return out

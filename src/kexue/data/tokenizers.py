@@ -282,6 +282,9 @@ class WordPieceTokenizer:
             special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
         )
         tok.decoder = decoders.WordPiece(prefix="##")
+        # special tokens are matched whole in the input and dropped by decode(skip_special...)
+        tok.add_special_tokens([t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+                                if t in vocab])
         return cls(tok)
 
     @property
