@@ -58,7 +58,7 @@ def test_shipped_sets_work_without_shared(name, only_shipped):
 
 
 def test_research_sets_are_never_shipped():
-    for name, ds in D.DATASETS.items():
+    for ds in D.DATASETS.values():
         if ds.redistributable:
             continue
         for rel in ds.files.values():
@@ -171,7 +171,7 @@ def test_tang_is_available_from_the_shipped_subset(only_shipped):
 
 def test_open_text_splits_lines_only_at_newline(monkeypatch, tmp_path):
     (tmp_path / "lcsts-clge").mkdir()
-    Path(tmp_path / "lcsts-clge" / "test.tsv").write_bytes("s\ta\rb\r\nt\tc\n".encode())
+    Path(tmp_path / "lcsts-clge" / "test.tsv").write_bytes(b"s\ta\rb\r\nt\tc\n")
     monkeypatch.setenv("KEXUE_DATA", str(tmp_path))
     with D.open_text("lcsts-clge", "test") as f:
         assert f.readlines() == ["s\ta\rb\r\n", "t\tc\n"]
