@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "class_weighted_cross_entropy",
+    "f1_weighted_cross_entropy",
     "focal_loss",
     "hard_truncation_loss",
     "smooth_f1_loss",
-    "class_weighted_cross_entropy",
-    "f1_weighted_cross_entropy",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from kexue.losses.imbalance import _check_reduction
 
-__all__ = ["class_priors", "LogitAdjustedLoss", "posthoc_logit_adjust"]
+__all__ = ["LogitAdjustedLoss", "class_priors", "posthoc_logit_adjust"]
 
 
 def class_priors(
@@ -83,7 +83,9 @@ def class_priors(
 def _check_priors(priors: Tensor, tol: float = 1e-3) -> Tensor:
     priors = torch.as_tensor(priors)
     if priors.dim() != 1 or priors.numel() == 0:
-        raise ValueError(f"class_priors must be a non-empty 1-D tensor, got shape {tuple(priors.shape)}")
+        raise ValueError(
+            f"class_priors must be a non-empty 1-D tensor, got shape {tuple(priors.shape)}"
+        )
     if not torch.is_floating_point(priors):
         priors = priors.to(torch.float32)
     if bool((priors <= 0).any()):
@@ -154,7 +156,9 @@ class LogitAdjustedLoss(nn.Module):
         return F.cross_entropy(adjusted, target, reduction=self.reduction)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.log_priors.numel()}, tau={self.tau}, reduction={self.reduction!r}"
+        return (
+            f"num_classes={self.log_priors.numel()}, tau={self.tau}, reduction={self.reduction!r}"
+        )
 
 
 def posthoc_logit_adjust(

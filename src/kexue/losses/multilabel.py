@@ -113,7 +113,9 @@ def sparse_multilabel_categorical_crossentropy(
             f"{tuple(input.shape)}, got {tuple(target.shape)}"
         )
     if 0 <= ignore_index < num_classes:
-        raise ValueError(f"ignore_index must lie outside [0, {num_classes - 1}], got {ignore_index}")
+        raise ValueError(
+            f"ignore_index must lie outside [0, {num_classes - 1}], got {ignore_index}"
+        )
     valid = target != ignore_index  # (..., K)
     bad = valid & ((target < 0) | (target >= num_classes))
     if bool(bad.any()):

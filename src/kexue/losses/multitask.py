@@ -40,8 +40,8 @@ gradient unchanged, so a task whose loss is naturally 1000x larger cannot drown 
   over :math:`\sigma_i^2` exactly gives :math:`\sigma_i^2 = L_i` and
   :math:`\tfrac12\sum_i\log L_i` + const, i.e. ``log`` again.
 
-``realtime``, ``log`` and ``gmean`` need :math:`L_i > 0` (a Gaussian NLL can be negative):
-they raise on a non-positive loss. Normalisers are clamped at ``eps`` so a loss that
+``log`` and ``gmean`` need :math:`L_i > 0` and ``realtime`` :math:`L_i \ge 0` (a Gaussian
+NLL can be negative, and :math:`L/\mathrm{sg}(L)` would then ascend it): they raise otherwise. Normalisers are clamped at ``eps`` so a loss that
 reaches 0 cannot blow up the weights. The post's translation-invariant scheme (normalise
 each task's *gradient*, :math:`\sum_i\nabla L_i/\|\nabla L_i\|`) needs one backward pass per
 task and is a training-step wrapper, not a loss, so it is not here.
@@ -118,14 +118,19 @@ class MultiTaskLoss(nn.Module):
         self.eps = eps
 
         default = torch.ones(num_tasks) if strategy == "fixed" else None
-        self.register_buffer("weights", self._per_task("weights", weights, allow_zero=True, default=default))
+        self.register_buffer(
+            "weights", self._per_task("weights", weights, allow_zero=True, default=default)
+        )
         self.register_buffer("initial_losses", self._per_task("initial_losses", initial_losses))
         self.register_buffer("prior_losses", self._per_task("prior_losses", prior_losses))
         # s_i = log sigma_i^2, initialised to 0 (sigma = 1: the plain half-sum)
         self.log_vars = nn.Parameter(torch.zeros(num_tasks)) if strategy == "uncertainty" else None
 
     def _per_task(
-        self, name: str, value: Sequence[float] | Tensor | None, allow_zero: bool = False,
+        self,
+        name: str,
+        value: Sequence[float] | Tensor | None,
+        allow_zero: bool = False,
         default: Tensor | None = None,
     ) -> Tensor | None:
         if value is None:
@@ -152,9 +157,12 @@ class MultiTaskLoss(nn.Module):
     def forward(self, losses: Sequence[Tensor] | Mapping[str, Tensor]) -> Tensor:
         L = self._stack(losses)  # (n,)
         s = self.strategy
-        if s in ("realtime", "log", "gmean") and bool((L.detach() <= 0).any()):
+        if s in ("log", "gmean") and bool((L.detach() <= 0).any()):
+            raise ValueError(f"strategy {s!r} needs task losses > 0, got {L.detach().tolist()}")
+        if s == "realtime" and bool((L.detach() < 0).any()):
+            # L / sg(L) with L < 0 would flip that task's gradient into ascent
             raise ValueError(
-                f"strategy {s!r} needs positive task losses, got {L.detach().tolist()}"
+                f"strategy 'realtime' needs task losses >= 0, got {L.detach().tolist()}"
             )
         if s == "fixed":
             return (self.weights.to(L) * L).sum()
