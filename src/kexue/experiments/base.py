@@ -200,8 +200,12 @@ class Context:
         self.workdir.mkdir(parents=True, exist_ok=True)
         return self.workdir / name
 
-    def pick(self, quick: Any, full: Any) -> Any:
-        """The value for the current scale."""
+    def pick(self, quick: Any, full: Any, smoke: Any = None) -> Any:
+        """The value for the current scale. ``smoke`` is a tiny setting that only the
+        tests use (``Context(scale="smoke")``) to run an experiment end to end in seconds;
+        it falls back to ``quick``."""
+        if self.scale == "smoke":
+            return quick if smoke is None else smoke
         return quick if self.scale == "quick" else full
 
 
