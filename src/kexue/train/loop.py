@@ -201,7 +201,9 @@ def fit(
     ``checkpoint_every``, writes ``checkpoint.pt`` atomically. ``resume=True``
     continues from that checkpoint when it exists; the final weights are then
     bit-identical to those of an uninterrupted run on the same hardware and
-    thread count. Raises ``FloatingPointError`` when the loss becomes non-finite.
+    thread count. A fresh run seeds Python, NumPy and torch with ``config.seed + rank``
+    (build the model before calling ``fit``, after your own ``seed_everything``).
+    Raises ``FloatingPointError`` when the mean loss of a record is not finite.
     """
     _check_arguments(model, loss_fn, train_data, eval_fn, step, collate_fn, optimizer,
                      param_groups)
