@@ -45,28 +45,29 @@ def _as_float64(x: np.ndarray | Tensor, name: str = "x") -> np.ndarray:
 
 
 class Whitening:
-    """Fit ``mu`` and ``W = U diag(1/sqrt(s + eps))[:, :k]``, then ``transform(x) = (x - mu) W``.
+    """Fit ``mu`` and ``W = U diag(1/sqrt(s))[:, :k]``, then ``transform(x) = (x - mu) W``.
 
     Args:
         n_components: keep the first ``k`` whitened components (None = all ``d``).
-        eps: added to the singular values before the inverse square root, so a singular
-            covariance (N < d, constant dimensions) gives large but finite scales; also
-            the floor below which a singular value counts as zero in ``rank_``.
+        eps: relative floor of the spectrum: singular values below ``eps * s_max`` are raised
+            to it before the inverse square root, so a singular covariance (N < d, constant
+            dimensions) gives large but finite scales instead of inf/NaN, while a
+            well-conditioned spectrum is used exactly. ``rank_`` counts the values above it.
         ddof: delta degrees of freedom of the covariance: 1 = ``np.cov`` (the author's code),
             0 = the post's 1/N. It only rescales all outputs by one constant, which the
             cosine ignores.
 
     Attributes (after fitting): ``mean_`` (d,), ``covariance_`` (d, d), ``singular_values_``
     (d,) descending, ``components_`` = U (d, d), ``kernel_`` = W (d, k), ``n_samples_seen_``,
-    ``rank_`` (number of singular values > eps). Arrays are float64 numpy.
+    ``rank_`` (number of singular values > eps * s_max). Arrays are float64 numpy.
     ``components_``, ``singular_values_`` and ``rank_`` exist once the kernel is solved.
     """
 
-    def __init__(self, n_components: int | None = None, eps: float = 1e-8, ddof: int = 1) -> None:
+    def __init__(self, n_components: int | None = None, eps: float = 1e-10, ddof: int = 1) -> None:
         if n_components is not None and n_components < 1:
             raise ValueError(f"expected n_components >= 1 or None, got {n_components}")
-        if eps < 0:
-            raise ValueError(f"expected eps >= 0, got {eps}")
+        if not 0 < eps < 1:
+            raise ValueError(f"expected 0 < eps < 1 (a fraction of the largest singular value), got {eps}")
         if ddof not in (0, 1):
             raise ValueError(f"expected ddof 0 or 1, got {ddof}")
         self.n_components = n_components
@@ -136,7 +137,7 @@ class Whitening:
 
     @property
     def kernel_(self) -> np.ndarray:
-        """W = U diag(1/sqrt(s + eps))[:, :k]: (d, k)."""
+        """W = U diag(1/sqrt(max(s, eps s_max)))[:, :k]: (d, k)."""
         self._check_fitted()
         if self._kernel is None:
             self._solve()
@@ -149,7 +150,7 @@ class Whitening:
         k = d if self.n_components is None else self.n_components
         if k > d:
             raise ValueError(f"n_components={k} is larger than the dimension {d}")
-        if k > n:
+        if self.n_components is not None and k > n:
             raise ValueError(
                 f"n_components={k} is larger than the number of samples {n}: at most {n} "
                 "directions carry variance"
@@ -158,8 +159,11 @@ class Whitening:
         s = np.clip(s, 0.0, None)  # round-off can make tiny eigenvalues negative
         self.components_ = u
         self.singular_values_ = s
-        self.rank_ = int((s > self.eps).sum())
-        self._kernel = u[:, :k] / np.sqrt(s[:k] + self.eps)  # (d, k) = U diag(1/sqrt(s))[:, :k]
+        floor = self.eps * s[0]
+        if floor == 0:
+            raise ValueError(f"all {n} samples are identical: the covariance is zero, nothing to whiten")
+        self.rank_ = int((s > floor).sum())
+        self._kernel = u[:, :k] / np.sqrt(np.maximum(s[:k], floor))  # (d, k) = U diag(1/sqrt(s))[:, :k]
 
     def transform(self, x: np.ndarray | Tensor) -> np.ndarray | Tensor:
         """``(x - mu) W``: (n, d) -> (n, k). A tensor in gives a tensor out (its dtype and
