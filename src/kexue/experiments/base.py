@@ -124,10 +124,11 @@ class Stats(dict):
     def _decide(self, description: str, diff: float, noise: float | None, what: str) -> Check:
         if noise is None:
             return Check(description, None, f"{what}; one seed, noise unknown")
+        beyond = "deterministic" if self.deterministic else f"beyond noise ({fmt(noise)})"
         if diff > noise:
-            return Check(description, True, f"{what}; beyond noise ({fmt(noise)})")
+            return Check(description, True, f"{what}; {beyond}")
         if diff < -noise:
-            return Check(description, False, f"{what}; beyond noise ({fmt(noise)})")
+            return Check(description, False, f"{what}; {beyond}")
         return Check(description, None, f"{what}; within noise ({fmt(noise)})")
 
     def greater(self, a: str, b: str, margin: float = 0.0, description: str = "") -> Check:
