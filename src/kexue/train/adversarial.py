@@ -87,7 +87,7 @@ class PerturbationSite:
         if where not in WHERE:
             raise ValueError(f"where must be one of {WHERE}, got {where!r}")
         if not isinstance(target, nn.Module):
-            raise ValueError(f"expected an nn.Module (or a model with get_input_embeddings()), "
+            raise TypeError(f"expected an nn.Module (or a model with get_input_embeddings()), "
                              f"got {type(target).__name__}")
         module = target
         get_embeddings = getattr(target, "get_input_embeddings", None)
@@ -197,7 +197,7 @@ def _describe(x: Any) -> str:
 
 def _check_delta(deltas: Sequence[Tensor], i: int, x: Tensor) -> Tensor:
     if not isinstance(x, Tensor):
-        raise ValueError(f"the perturbed tensor must be a Tensor, got {type(x).__name__}")
+        raise TypeError(f"the perturbed tensor must be a Tensor, got {type(x).__name__}")
     if i >= len(deltas):
         raise ValueError(f"expected at least {i + 1} delta(s), got {len(deltas)}")
     if deltas[i].shape != x.shape:

@@ -121,7 +121,7 @@ def default_predict(model: nn.Module, batch: Any) -> Tensor:
     elif isinstance(out, (tuple, list)):
         out = out[0]
     if not isinstance(out, Tensor):
-        raise ValueError(f"the prediction must be a tensor, got {type(out).__name__}; "
+        raise TypeError(f"the prediction must be a tensor, got {type(out).__name__}; "
                          "pass predict_fn=")
     return out
 
