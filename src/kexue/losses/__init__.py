@@ -25,3 +25,4 @@ from kexue.losses.cosent import (  # noqa: F401  (T33: CoSENT and its baselines)
     cosine_mse_loss,
     pair_cosine,
 )
+from kexue.losses.flooding import AlternatingFlooding, flooding  # noqa: F401  (T3: flooding)

@@ -13,3 +13,15 @@ from kexue.train.step import (  # noqa: F401  (the step protocol)
     check_scalar_loss,
     plain_step,
 )
+from kexue.train.adversarial import (  # noqa: F401  (T7: FGM, gradient penalty)
+    FGM,
+    GradientPenaltyStep,
+    PerturbationSite,
+    gradient_penalty,
+)
+from kexue.train.vat import (  # noqa: F401  (T4: VAT, noise, Rademacher estimator)
+    VAT,
+    NoiseConsistency,
+    rademacher_gradient_penalty,
+)
+from kexue.train.weissi import weissi_penalty  # noqa: F401  (T2: WEISSI)
