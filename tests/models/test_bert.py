@@ -65,7 +65,11 @@ def _random_hf(tmp_path, mlm=False, **kw):
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(), dict(hidden_act="relu", layer_norm_eps=1e-5, type_vocab_size=3), dict(hidden_act="gelu_new")],
+    [
+        {},
+        {"hidden_act": "relu", "layer_norm_eps": 1e-5, "type_vocab_size": 3},
+        {"hidden_act": "gelu_new"},
+    ],
 )
 def test_random_post_ln_config_equals_transformers(tmp_path, kw):
     ref = _random_hf(tmp_path, **kw)
@@ -86,11 +90,15 @@ def test_mlm_logits_equal_transformers_and_round_trip(tmp_path):
     ids, am, tt = _batch(97)
     with torch.no_grad():
         a = ours(ids, am, tt).logits
-        torch.testing.assert_close(a, ref(ids, attention_mask=am, token_type_ids=tt).logits, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            a, ref(ids, attention_mask=am, token_type_ids=tt).logits, rtol=0, atol=1e-5
+        )
     ours.save_pretrained(tmp_path / "kx")
     back = transformers.BertForMaskedLM.from_pretrained(tmp_path / "kx").eval()
     with torch.no_grad():
-        torch.testing.assert_close(back(ids, attention_mask=am, token_type_ids=tt).logits, a, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            back(ids, attention_mask=am, token_type_ids=tt).logits, a, rtol=0, atol=1e-5
+        )
 
 
 def test_save_pretrained_loads_in_transformers(tmp_path):
@@ -132,7 +140,7 @@ def _small(**kw):
 
 def test_kexue_options_forward_and_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = _small(attention=dict(scale="entropy", key_size=12, talking_heads=True), mlm=True,
+    model = _small(attention={"scale": "entropy", "key_size": 12, "talking_heads": True}, mlm=True,
                    position_embedding_type="rope").eval()  # fmt: skip
     with torch.no_grad():
         model.encoder.layers[0].attn.pre_mix.add_(0.1)
@@ -202,7 +210,7 @@ def _greedy_without_cache(model, source, eos, steps):
 @pytest.mark.parametrize("scale", ["sqrt", "entropy"])
 def test_generate_seq2seq_cache_equals_full_recompute(scale):
     torch.manual_seed(3)
-    model = _small(mlm=True, attention=dict(scale=scale)).eval()
+    model = _small(mlm=True, attention={"scale": scale}).eval()
     src = torch.tensor([[1, 7, 8, 9, 2], [1, 5, 6, 2, 0]])
     am = torch.tensor([[1] * 5, [1, 1, 1, 1, 0]])
     eos = 2
@@ -222,14 +230,18 @@ def test_bad_input(tmp_path, minilm_path):
     with pytest.raises(ValueError, match=r"\(batch, seq, keys\) = \(2, 3, 3\)"):
         model(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="token_type_ids must have the shape"):
-        model(torch.zeros(2, 3, dtype=torch.long), token_type_ids=torch.zeros(2, 4, dtype=torch.long))
+        model(
+            torch.zeros(2, 3, dtype=torch.long), token_type_ids=torch.zeros(2, 4, dtype=torch.long)
+        )
     with pytest.raises(ValueError, match="out of range.*64 learned positions"):
         model(torch.zeros(1, 65, dtype=torch.long))
     with pytest.raises(ValueError, match="position_embedding_type must be one of"):
         _small(position_embedding_type="relative_key")
     with pytest.raises(ValueError, match="key_size must be > 0"):
-        _small(attention=dict(key_size=0))
-    with pytest.raises(ValueError, match=r"hidden_size \(32\) must be divisible by num_heads \(5\)"):
+        _small(attention={"key_size": 0})
+    with pytest.raises(
+        ValueError, match=r"hidden_size \(32\) must be divisible by num_heads \(5\)"
+    ):
         _small(num_attention_heads=5)
     # a GPT-2 folder is not a BERT checkpoint
     gcfg = transformers.GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=20, n_positions=8)
@@ -238,8 +250,8 @@ def test_bad_input(tmp_path, minilm_path):
         Bert.from_pretrained(tmp_path / "gpt2")
     # a config that does not match the weights: missing and unexpected keys are listed
     (tmp_path / "bad").mkdir()
-    cfg = json.loads((minilm_path / "config.json").read_text() if hasattr(minilm_path, "read_text")
-                     else open(f"{minilm_path}/config.json").read())  # fmt: skip
+    with open(f"{minilm_path}/config.json") as f:
+        cfg = json.load(f)
     cfg["num_hidden_layers"] = 7
     (tmp_path / "bad" / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "bad" / "model.safetensors").symlink_to(f"{minilm_path}/model.safetensors")

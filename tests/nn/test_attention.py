@@ -142,14 +142,20 @@ def test_kv_cache_equals_full_causal(use_sdpa, scale):
 
     full, _ = attn(x, is_causal=True, rotary=rot(0, T))
     y1, cache = attn(x[:, :3], is_causal=True, rotary=rot(0, 3), use_cache=True)
-    y2, cache = attn(x[:, 3:5], is_causal=True, rotary=rot(3, 5), past_key_value=cache, use_cache=True)
-    y3, cache = attn(x[:, 5:6], is_causal=True, rotary=rot(5, 6), past_key_value=cache, use_cache=True)
-    y4, cache = attn(x[:, 6:], is_causal=True, rotary=rot(6, 7), past_key_value=cache, use_cache=True)
+    y2, cache = attn(
+        x[:, 3:5], is_causal=True, rotary=rot(3, 5), past_key_value=cache, use_cache=True
+    )
+    y3, cache = attn(
+        x[:, 5:6], is_causal=True, rotary=rot(5, 6), past_key_value=cache, use_cache=True
+    )
+    y4, cache = attn(
+        x[:, 6:], is_causal=True, rotary=rot(6, 7), past_key_value=cache, use_cache=True
+    )
     torch.testing.assert_close(torch.cat([y1, y2, y3, y4], 1), full)
     assert cache[0].shape == (B, HEADS, T, 8)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(talking_heads=True), dict(scale="entropy")])
+@pytest.mark.parametrize("kw", [{}, {"talking_heads": True}, {"scale": "entropy"}])
 def test_gradcheck(kw):
     attn = MultiHeadAttention(8, 2, key_size=3, **kw).double()
     x = torch.randn(1, 5, 8, dtype=torch.float64, requires_grad=True)
@@ -160,7 +166,7 @@ def test_gradcheck(kw):
 def test_fully_masked_query_gives_zeros_not_nan():
     mask = torch.ones(1, T, T, dtype=torch.bool)
     mask[0, 2] = False  # query 2 sees nothing
-    for kw in (dict(use_sdpa=True), dict(use_sdpa=False), dict(talking_heads=True)):
+    for kw in ({"use_sdpa": True}, {"use_sdpa": False}, {"talking_heads": True}):
         attn = _attn(**kw)
         x = torch.randn(1, T, H, dtype=torch.float64, requires_grad=True)
         y, _ = attn(x, mask)
@@ -172,7 +178,9 @@ def test_fully_masked_query_gives_zeros_not_nan():
 def test_errors():
     with pytest.raises(ValueError, match="key_size must be > 0, got 8 and 0"):
         MultiHeadAttention(16, 2, key_size=0)
-    with pytest.raises(ValueError, match=r"hidden_size \(10\) must be divisible by num_heads \(4\)"):
+    with pytest.raises(
+        ValueError, match=r"hidden_size \(10\) must be divisible by num_heads \(4\)"
+    ):
         MultiHeadAttention(10, 4)
     MultiHeadAttention(10, 4, head_size=3)  # explicit head_size: no divisibility needed
     with pytest.raises(ValueError, match="scale must be one of"):

@@ -26,7 +26,9 @@ def test_rope_equals_complex_reference():
     pos = torch.tensor([0, 1, 2, 5, 100, 1000, 4095])
     cos, sin = RotaryEmbedding(16)(pos, dtype=torch.float64)
     assert cos.shape == (1, 1, 7, 16)
-    torch.testing.assert_close(apply_rotary(x, cos, sin), _complex_rope(x, pos), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        apply_rotary(x, cos, sin), _complex_rope(x, pos), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_rope_dot_product_depends_on_relative_position_only():

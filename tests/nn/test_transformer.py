@@ -16,12 +16,11 @@ def test_post_and_pre_ln_formulas():
     for norm in ("post", "pre"):
         blk = TransformerBlock(H, HEADS, FF, norm=norm).double()
         y, _ = blk(x)
-        attn = lambda z: blk.attn(z)[0]  # noqa: E731
         if norm == "post":
-            h = blk.ln1(x + attn(x))
+            h = blk.ln1(x + blk.attn(x)[0])
             ref = blk.ln2(h + blk.ffn(h))
         else:
-            h = x + attn(blk.ln1(x))
+            h = x + blk.attn(blk.ln1(x))[0]
             ref = h + blk.ffn(blk.ln2(h))
         torch.testing.assert_close(y, ref)
         ff = blk.ffn.down(torch.nn.functional.gelu(blk.ffn.up(x)))

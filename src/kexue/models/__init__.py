@@ -1,4 +1,9 @@
 
-from kexue.models.bert import Bert, BertOutput
-from kexue.models.hf import BertConfig, GPT2Config, bert_key_map, gpt2_key_map
-from kexue.models.unilm import unilm_generate, unilm_loss
+from kexue.models.bert import Bert, BertOutput  # noqa: F401
+from kexue.models.hf import (  # noqa: F401  (configs, HF key maps)
+    BertConfig,
+    GPT2Config,
+    bert_key_map,
+    gpt2_key_map,
+)
+from kexue.models.unilm import unilm_generate, unilm_loss  # noqa: F401  (T10: UniLM)

@@ -50,7 +50,9 @@ class BertEmbeddings(nn.Module):
         self.kind = config.position_embedding_type
         self.word = nn.Embedding(config.vocab_size, config.hidden_size)
         if self.kind == "absolute":
-            self.position = LearnedPositionEmbedding(config.max_position_embeddings, config.hidden_size)
+            self.position = LearnedPositionEmbedding(
+                config.max_position_embeddings, config.hidden_size
+            )
         self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -153,8 +155,16 @@ class Bert(nn.Module):
         includes cached positions. ``is_causal`` adds the LM mask; ``attn_bias`` is an
         additive logit bias ``(batch|1, heads|1, seq, keys)``.
         """
-        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
-            got = (tuple(input_ids.shape), input_ids.dtype) if isinstance(input_ids, Tensor) else input_ids
+        if (
+            not isinstance(input_ids, Tensor)
+            or input_ids.dim() != 2
+            or input_ids.is_floating_point()
+        ):
+            got = (
+                (tuple(input_ids.shape), input_ids.dtype)
+                if isinstance(input_ids, Tensor)
+                else input_ids
+            )
             raise ValueError(f"input_ids must be an integer (batch, seq) tensor, got {got}")
         b, t = input_ids.shape
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
@@ -208,7 +218,7 @@ class Bert(nn.Module):
         mlm: bool | None = None,
         recompute: bool = False,
         strict: bool = True,
-    ) -> "Bert":
+    ) -> Bert:
         """Load a Hugging Face BERT folder (``config.json`` + weights).
 
         ``pooler`` / ``mlm`` default to what the checkpoint contains. With ``strict``
@@ -231,7 +241,9 @@ class Bert(nn.Module):
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` in the Hugging Face layout
         (``BertModel``, or ``BertForMaskedLM`` names with an MLM head)."""
-        key_map = bert_key_map(self.config, pooler=self.pooler is not None, mlm=self.mlm is not None)
+        key_map = bert_key_map(
+            self.config, pooler=self.pooler is not None, mlm=self.mlm is not None
+        )
         hf = to_hf_state_dict(self.state_dict(), key_map)
         arch = "BertModel"
         if self.mlm is not None:
@@ -247,7 +259,9 @@ def _attention_mask(mask: Tensor | None, b: int, t: int, k: int) -> Tensor | Non
         return None
     if mask.dim() == 2:
         if mask.shape != (b, k):
-            raise ValueError(f"a 2-D attention_mask must be (batch, keys) = {(b, k)}, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"a 2-D attention_mask must be (batch, keys) = {(b, k)}, got {tuple(mask.shape)}"
+            )
         mask = (mask != 0)[:, None, None, :]
     elif mask.dim() == 3:
         if mask.shape != (b, t, k):

@@ -37,7 +37,7 @@ class _Config:
     hf_names: ClassVar[dict[str, str]] = {}  # kexue field -> config.json key, where they differ
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "_Config":
+    def from_dict(cls, d: dict[str, Any]) -> _Config:
         """Build from a ``config.json`` dict; raise if it describes another architecture."""
         got = d.get("model_type")
         if got is not None and got != cls.model_type:
@@ -60,7 +60,7 @@ class _Config:
         return d
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "_Config":
+    def from_json(cls, path: str | os.PathLike) -> _Config:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
@@ -161,7 +161,10 @@ class GPT2Config(_Config):
         d = d or {}
         unsupported = {
             "scale_attn_weights": (d.get("scale_attn_weights", True), True),
-            "scale_attn_by_inverse_layer_idx": (d.get("scale_attn_by_inverse_layer_idx", False), False),
+            "scale_attn_by_inverse_layer_idx": (
+                d.get("scale_attn_by_inverse_layer_idx", False),
+                False,
+            ),
             "add_cross_attention": (d.get("add_cross_attention", False), False),
             "tie_word_embeddings": (d.get("tie_word_embeddings", True), True),
         }
@@ -288,7 +291,7 @@ def from_hf_state_dict(
     # TF-era BERT checkpoints name LayerNorm parameters gamma / beta
     renamed = {}
     for name, t in hf.items():
-        if name.endswith(".gamma") or name.endswith(".beta"):
+        if name.endswith((".gamma", ".beta")):
             name = name.rsplit(".", 1)[0] + (".weight" if name.endswith(".gamma") else ".bias")
         renamed[name] = t
     out, missing, used = {}, [], set()
@@ -328,7 +331,7 @@ def to_hf_state_dict(state: dict[str, Tensor], key_map: dict[str, HFKey]) -> dic
 
 def strip_prefix(hf: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """Drop ``prefix`` (``"bert."``, ``"transformer."``) from the names that carry it."""
-    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in hf.items()}
+    return {k.removeprefix(prefix): v for k, v in hf.items()}
 
 
 # --------------------------------------------------------------------------- files

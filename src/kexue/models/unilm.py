@@ -78,10 +78,12 @@ def unilm_generate(
     if getattr(model, "mlm", None) is None:
         raise ValueError("unilm_generate needs a Bert with an MLM head (mlm=True)")
     if source_ids.dim() != 2 or source_ids.is_floating_point():
-        raise ValueError(f"source_ids must be an integer (batch, seq) tensor, got {tuple(source_ids.shape)}")
+        raise ValueError(
+            f"source_ids must be an integer (batch, seq) tensor, got {tuple(source_ids.shape)}"
+        )
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
-    b, s = source_ids.shape
+    b = source_ids.shape[0]
     if attention_mask is None:
         attention_mask = torch.ones_like(source_ids)
     if attention_mask.shape != source_ids.shape:
@@ -90,7 +92,10 @@ def unilm_generate(
         )
     limit = model.config.max_position_embeddings
     lengths = attention_mask.long().sum(dim=1)  # (batch,) real source lengths
-    if model.config.position_embedding_type == "absolute" and int(lengths.max()) + max_new_tokens > limit:
+    if (
+        model.config.position_embedding_type == "absolute"
+        and int(lengths.max()) + max_new_tokens > limit
+    ):
         raise ValueError(
             f"source length {int(lengths.max())} + max_new_tokens {max_new_tokens} exceeds "
             f"max_position_embeddings {limit}"

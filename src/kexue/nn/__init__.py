@@ -1,11 +1,26 @@
 
-from kexue.nn.attention import MultiHeadAttention, RotaryAngles, entropy_scale
-from kexue.nn.masks import causal_mask, combine_masks, padding_mask, permutation_mask, unilm_mask
-from kexue.nn.position import (
+from kexue.nn.attention import (  # noqa: F401  (T6, T32: attention)
+    MultiHeadAttention,
+    RotaryAngles,
+    entropy_scale,
+)
+from kexue.nn.masks import (  # noqa: F401  (T10: masks)
+    causal_mask,
+    combine_masks,
+    padding_mask,
+    permutation_mask,
+    unilm_mask,
+)
+from kexue.nn.position import (  # noqa: F401  (positions, RoPE)
     LearnedPositionEmbedding,
     RotaryEmbedding,
     SinusoidalPositionEmbedding,
     apply_rotary,
     sinusoidal_embedding,
 )
-from kexue.nn.transformer import FeedForward, Transformer, TransformerBlock, get_activation
+from kexue.nn.transformer import (  # noqa: F401  (T5: blocks, recompute)
+    FeedForward,
+    Transformer,
+    TransformerBlock,
+    get_activation,
+)

@@ -45,9 +45,7 @@ class RotaryAngles(NamedTuple):
         return apply_rotary(x, self.cos, self.sin, self.interleaved)
 
 
-def entropy_scale(
-    n: Tensor, key_size: int, *, train_len: int = 512, min_n: int = 16
-) -> Tensor:
+def entropy_scale(n: Tensor, key_size: int, *, train_len: int = 512, min_n: int = 16) -> Tensor:
     """``log(max(n, min_n)) / log(train_len) / √key_size`` — Attention-E's scale for a
     query that sees ``n`` keys (at ``n = train_len`` it equals the usual ``1/√d``)."""
     return n.clamp(min=min_n).double().log() / (math.log(train_len) * math.sqrt(key_size))

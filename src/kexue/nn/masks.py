@@ -44,7 +44,9 @@ def causal_mask(
     """
     k_len = q_len if k_len is None else k_len
     if q_len <= 0 or k_len < q_len:
-        raise ValueError(f"causal_mask expects 0 < q_len <= k_len, got q_len={q_len}, k_len={k_len}")
+        raise ValueError(
+            f"causal_mask expects 0 < q_len <= k_len, got q_len={q_len}, k_len={k_len}"
+        )
     i = torch.arange(k_len - q_len, k_len, device=device)[:, None]
     j = torch.arange(k_len, device=device)[None, :]
     return j <= i

@@ -12,7 +12,7 @@ new classes.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -113,7 +113,8 @@ class RotaryEmbedding(nn.Module):
         if self.scaling is not None:
             seq_len = int(pos.max()) + 1 if pos.numel() else 0
             inv_freq, factor = self.scaling(inv_freq, seq_len)
-        angle = pos.double()[..., None] * inv_freq  # (batch, seq, dim/2), float64 for long positions
+        # (batch, seq, dim/2), in float64 so long positions keep their precision
+        angle = pos.double()[..., None] * inv_freq
         if self.interleaved:
             angle = angle.repeat_interleave(2, dim=-1)
         else:
@@ -141,4 +142,3 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, interleaved: bool = True) 
         a, b = x.chunk(2, dim=-1)
         rotated = torch.cat([-b, a], dim=-1)
     return x * cos + rotated * sin
-

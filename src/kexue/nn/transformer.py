@@ -10,7 +10,8 @@ hidden) for about one extra forward pass of time.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,8 +94,8 @@ class TransformerBlock(nn.Module):
         past_key_value: KVCache | None = None,
         use_cache: bool = False,
     ) -> tuple[Tensor, KVCache | None]:
-        kw = dict(is_causal=is_causal, rotary=rotary, attn_bias=attn_bias,
-                  past_key_value=past_key_value, use_cache=use_cache)  # fmt: skip
+        kw = {"is_causal": is_causal, "rotary": rotary, "attn_bias": attn_bias,
+              "past_key_value": past_key_value, "use_cache": use_cache}  # fmt: skip
         if self.norm == "post":
             a, present = self.attn(x, attention_mask, **kw)
             x = self.ln1(self.dropout(a) + x)
