@@ -55,12 +55,13 @@ def _classification_form(input: Tensor, target: Tensor) -> str:
     if input.numel() == 0:
         raise ValueError(f"input is empty (shape {tuple(input.shape)}); expected a non-empty batch")
     if target.shape == input.shape:
-        bad = (target != 0) & (target != 1)
-        if bool(bad.any()):
-            raise ValueError(
-                "binary target (same shape as input) must hold only 0 and 1; "
-                f"found {int(bad.sum())} other value(s), e.g. {target[bad].flatten()[0].item()}"
-            )
+        if target.dtype != torch.bool:
+            bad = target.bool() != target  # anything but 0 and 1
+            if bool(bad.any()):
+                raise ValueError(
+                    "binary target (same shape as input) must hold only 0 and 1; "
+                    f"found {int(bad.sum())} other value(s), e.g. {target[bad].flatten()[0].item()}"
+                )
         return "binary"
     class_shape = input.shape[:1] + input.shape[2:]
     if input.dim() >= 2 and target.shape == class_shape:

@@ -26,14 +26,17 @@ def _check_scores(input: Tensor) -> None:
         )
 
 
+def _log1p_sum_exp(a: Tensor) -> Tensor:
+    """log(1 + sum_i e^{a_i}) over the last dim, i.e. logsumexp of [a, 0] without the concat."""
+    m = a.detach().amax(dim=-1, keepdim=True).clamp_min(0)  # (..., 1); the result is m-free
+    return (m + torch.log(torch.exp(-m) + torch.exp(a - m).sum(dim=-1, keepdim=True))).squeeze(-1)
+
+
 def _multilabel_ce(input: Tensor, positive: Tensor) -> Tensor:
     """The loss from scores (..., C) and a boolean mask of positives (..., C); shape (...)."""
-    zeros = input.new_zeros(input.shape[:-1] + (1,))  # (..., 1): the threshold class s_0 = 0
     neg = input.masked_fill(positive, float("-inf"))  # (..., C) s_i on negatives
     pos = (-input).masked_fill(~positive, float("-inf"))  # (..., C) -s_j on positives
-    neg_loss = torch.logsumexp(torch.cat([neg, zeros], dim=-1), dim=-1)  # log(1 + sum e^{s_i})
-    pos_loss = torch.logsumexp(torch.cat([pos, zeros], dim=-1), dim=-1)  # log(1 + sum e^{-s_j})
-    return neg_loss + pos_loss
+    return _log1p_sum_exp(neg) + _log1p_sum_exp(pos)  # threshold class s_0 = 0 is the "1 +"
 
 
 def multilabel_categorical_crossentropy(
@@ -68,13 +71,15 @@ def multilabel_categorical_crossentropy(
             f"{tuple(target.shape)} (use sparse_multilabel_categorical_crossentropy for "
             "lists of positive class indices)"
         )
-    bad = (target != 0) & (target != 1)
-    if bool(bad.any()):
-        raise ValueError(
-            f"target must hold only 0 and 1, found {int(bad.sum())} other value(s), e.g. "
-            f"{target[bad].flatten()[0].item()}"
-        )
-    return _reduce(_multilabel_ce(input, target.bool()), reduction)
+    positive = target.bool()  # (..., C)
+    if target.dtype != torch.bool:
+        bad = positive != target  # anything but 0 and 1
+        if bool(bad.any()):
+            raise ValueError(
+                f"target must hold only 0 and 1, found {int(bad.sum())} other value(s), e.g. "
+                f"{target[bad].flatten()[0].item()}"
+            )
+    return _reduce(_multilabel_ce(input, positive), reduction)
 
 
 def sparse_multilabel_categorical_crossentropy(

@@ -1,0 +1,247 @@
+"""Speed of kexue's imbalance / multilabel / logit-adjusted / multi-task losses vs their peers.
+
+Each case times forward + backward of one loss on the same inputs for kexue and for the
+nearest existing implementation: torch's own ``F.cross_entropy`` /
+``F.binary_cross_entropy_with_logits`` where the loss is a re-weighted CE, and a direct
+textbook formula written here where torch has no such loss (focal: torchvision is not
+installable beside this CPU torch build; soft Dice). The two runs alternate inside every
+repeat; the headline is the ratio kexue / peer of the medians (< 1: kexue faster).
+Where both compute the same quantity, the max abs difference of loss and gradient is
+reported too.
+
+Run: python benchmarks/losses.py [--quick]   (writes benchmarks/results/losses.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from kexue.losses import (
+    LogitAdjustedLoss,
+    MultiTaskLoss,
+    class_weighted_cross_entropy,
+    focal_loss,
+    hard_truncation_loss,
+    multilabel_categorical_crossentropy,
+    smooth_f1_loss,
+    sparse_multilabel_categorical_crossentropy,
+)
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "losses.json"
+
+
+# ----------------------------------------------------------------------------- textbook peers
+def textbook_focal(x: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """-(1 - p_t)^gamma log p_t, written the obvious way."""
+    logpt = F.log_softmax(x, dim=1).gather(1, t[:, None])[:, 0]
+    return (-((1 - logpt.exp()) ** gamma) * logpt).mean()
+
+
+def textbook_sigmoid_focal(x: torch.Tensor, y: torch.Tensor, gamma: float, alpha: float):
+    """The RetinaNet sigmoid focal loss as usually written (torchvision's formula)."""
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce * (1 - p_t) ** gamma
+    alpha_t = alpha * y + (1 - alpha) * (1 - y)
+    return (alpha_t * loss).mean()
+
+
+def textbook_dice(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Macro soft Dice loss 1 - 2 sum(y p) / sum(y + p) per class."""
+    p = torch.softmax(x, dim=1)
+    y = F.one_hot(t, x.shape[1]).to(x.dtype)
+    return (1 - 2 * (y * p).sum(0) / (y + p).sum(0)).mean()
+
+
+# ----------------------------------------------------------------------------- timing
+def _step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
+    x.grad = None
+    loss = fn(x)
+    loss.backward()
+    return loss
+
+
+def _time(fns: dict[str, Callable], x: torch.Tensor, inner: int, repeats: int, warmup: int):
+    for fn in fns.values():
+        for _ in range(warmup):
+            _step(fn, x)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():  # alternate kexue / peer within each repeat
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                _step(fn, x)
+            times[name].append((time.perf_counter() - t0) / inner)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _parity(fn_a: Callable, fn_b: Callable, x: torch.Tensor) -> dict[str, float]:
+    la = _step(fn_a, x).detach()
+    ga = x.grad.clone()
+    lb = _step(fn_b, x).detach()
+    gb = x.grad.clone()
+    return {
+        "loss_abs_diff": (la - lb).abs().item(),
+        "grad_max_abs_diff": (ga - gb).abs().max().item(),
+    }
+
+
+# ----------------------------------------------------------------------------- cases
+def _cases(quick: bool):
+    g = torch.Generator().manual_seed(0)
+    n, c = (1024, 50) if quick else (8192, 100)
+    x = (3 * torch.randn(n, c, generator=g)).requires_grad_()
+    t = torch.randint(0, c, (n,), generator=g)
+    xb = (3 * torch.randn(n, 32, generator=g)).requires_grad_()
+    yb = (torch.rand(n, 32, generator=g) < 0.1).float()
+    nm, cm = (256, 200) if quick else (2048, 500)
+    xm = (3 * torch.randn(nm, cm, generator=g)).requires_grad_()
+    ym = (torch.rand(nm, cm, generator=g) < 0.02).float()
+    k = int(ym.sum(1).max())
+    sparse = torch.full((nm, k), -1, dtype=torch.long)
+    for i, row in enumerate(ym):
+        idx = row.nonzero().flatten()
+        sparse[i, : idx.numel()] = idx
+    w = torch.rand(c, generator=g) + 0.5
+    priors = torch.rand(c, generator=g) + 0.01
+    priors = priors / priors.sum()
+    la = LogitAdjustedLoss(priors, tau=1.0)
+    mtl = MultiTaskLoss("realtime", num_tasks=3)
+
+    def three_losses(z):
+        return [F.cross_entropy(z, t), (z**2).mean(), z.abs().mean()]
+
+    # name: (input, kexue fn, peer fn, peer name, same quantity?)
+    return {
+        "focal_multiclass_g2": (
+            x,
+            lambda z: focal_loss(z, t, gamma=2.0),
+            lambda z: textbook_focal(z, t, 2.0),
+            "textbook formula",
+            True,
+        ),
+        "focal_binary_g2_a.25": (
+            xb,
+            lambda z: focal_loss(z, yb, gamma=2.0, alpha=0.25),
+            lambda z: textbook_sigmoid_focal(z, yb, 2.0, 0.25),
+            "textbook (torchvision formula)",
+            True,
+        ),
+        "focal_g0_vs_ce": (
+            x,
+            lambda z: focal_loss(z, t, gamma=0.0),
+            lambda z: F.cross_entropy(z, t),
+            "F.cross_entropy",
+            True,
+        ),
+        "hard_truncation_m.5": (
+            x,
+            lambda z: hard_truncation_loss(z, t, m=0.5),
+            lambda z: F.cross_entropy(z, t),
+            "F.cross_entropy",
+            False,
+        ),
+        "smooth_f1_multiclass": (
+            x,
+            lambda z: smooth_f1_loss(z, t),
+            lambda z: textbook_dice(z, t),
+            "textbook soft Dice",
+            True,
+        ),
+        "class_weighted_ce": (
+            x,
+            lambda z: class_weighted_cross_entropy(z, t, w),
+            lambda z: F.cross_entropy(z, t, weight=w, reduction="sum") / z.shape[0],
+            "F.cross_entropy(weight)",
+            True,
+        ),
+        "multilabel_ce_dense": (
+            xm,
+            lambda z: multilabel_categorical_crossentropy(z, ym),
+            lambda z: F.binary_cross_entropy_with_logits(z, ym, reduction="sum") / z.shape[0],
+            "F.binary_cross_entropy_with_logits",
+            False,
+        ),
+        "multilabel_ce_sparse": (
+            xm,
+            lambda z: sparse_multilabel_categorical_crossentropy(z, sparse),
+            lambda z: F.binary_cross_entropy_with_logits(z, ym, reduction="sum") / z.shape[0],
+            "F.binary_cross_entropy_with_logits",
+            False,
+        ),
+        "logit_adjusted_ce": (
+            x,
+            lambda z: la(z, t),
+            lambda z: F.cross_entropy(z + priors.log(), t),
+            "F.cross_entropy(x + log pi)",
+            True,
+        ),
+        "multitask_realtime_3": (
+            x,
+            lambda z: mtl(three_losses(z)),
+            lambda z: sum(three_losses(z)),
+            "plain sum",
+            False,
+        ),
+    }
+
+
+def main(out_path: str | Path | None = None, quick: bool = False) -> dict:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    inner, repeats, warmup = (5, 5, 2) if quick else (10, 9, 3)
+    results = {}
+    print(
+        f"{'case':24s} {'peer':36s} {'kexue ms':>9s} {'peer ms':>9s} {'ratio':>6s} {'max|dgrad|':>10s}"
+    )
+    for name, (x, kexue_fn, peer_fn, peer, same) in _cases(quick).items():
+        med = _time({"kexue": kexue_fn, "peer": peer_fn}, x, inner, repeats, warmup)
+        row = {
+            "peer": peer,
+            "shape": list(x.shape),
+            "kexue_ms": med["kexue"] * 1e3,
+            "peer_ms": med["peer"] * 1e3,
+            "ratio": med["kexue"] / med["peer"],
+        }
+        if same:
+            row.update(_parity(kexue_fn, peer_fn, x))
+        results[name] = row
+        diff = f"{row['grad_max_abs_diff']:.1e}" if same else "-"
+        print(
+            f"{name:24s} {peer:36s} {row['kexue_ms']:9.3f} {row['peer_ms']:9.3f} "
+            f"{row['ratio']:6.2f} {diff:>10s}"
+        )
+    out = {
+        "benchmark": "losses",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": quick,
+        "repeats": repeats,
+        "inner": inner,
+        "headline": "ratio = kexue / peer median time of forward + backward (< 1: kexue faster)",
+        "cases": results,
+    }
+    out_path = Path(out_path) if out_path is not None else DEFAULT_OUT
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {out_path}")
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    main(args.out, quick=args.quick)
+    sys.exit(0)
