@@ -23,6 +23,7 @@ from kexue.models.hf import (
     BertConfig,
     bert_key_map,
     from_hf_state_dict,
+    load_checked,
     load_hf_state_dict,
     save_hf_state_dict,
     strip_prefix,
@@ -235,7 +236,7 @@ class Bert(nn.Module):
         state, _, _ = from_hf_state_dict(
             hf, key_map, ignored=BERT_IGNORED, ignored_prefixes=skip, strict=strict
         )
-        _load_checked(model, state, strict)
+        load_checked(model, state, strict)
         return model
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -274,12 +275,3 @@ def _attention_mask(mask: Tensor | None, b: int, t: int, k: int) -> Tensor | Non
             f"attention_mask must be (batch, keys) or (batch, seq, keys), got {tuple(mask.shape)}"
         )
     return None if bool(mask.all()) else mask
-
-
-def _load_checked(model: nn.Module, state: dict[str, Tensor], strict: bool) -> None:
-    own = model.state_dict()
-    wrong = [f"{n}: checkpoint {tuple(v.shape)} vs model {tuple(own[n].shape)}"
-             for n, v in state.items() if n in own and own[n].shape != v.shape]  # fmt: skip
-    if wrong:
-        raise ValueError("checkpoint shapes do not match the config: " + "; ".join(wrong[:10]))
-    model.load_state_dict(state, strict=strict)

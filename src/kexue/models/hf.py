@@ -368,3 +368,13 @@ def save_hf_state_dict(state: dict[str, Tensor], folder: str | os.PathLike) -> N
     Path(folder).mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in state.items()}, Path(folder) / SAFETENSORS,
               metadata={"format": "pt"})  # fmt: skip
+
+
+def load_checked(model: torch.nn.Module, state: dict[str, Tensor], strict: bool) -> None:
+    """``model.load_state_dict(state)`` after a shape check that names every mismatch."""
+    own = model.state_dict()
+    wrong = [f"{n}: checkpoint {tuple(v.shape)} vs model {tuple(own[n].shape)}"
+             for n, v in state.items() if n in own and own[n].shape != v.shape]  # fmt: skip
+    if wrong:
+        raise ValueError("checkpoint shapes do not match the config: " + "; ".join(wrong[:10]))
+    model.load_state_dict(state, strict=strict)

@@ -1,0 +1,235 @@
+"""GPT-2 (and CPM-LM, which is GPT-2): a pre-LN decoder with learned positions, a tied
+output head, a KV cache and sampling.
+
+跟风玩玩目前最大的中文GPT2模型（bert4keras） (2020-11-20, https://kexue.fm/archives/7912):
+CPM-LM is OpenAI's GPT-2 architecture — pre-LayerNorm blocks and a final LayerNorm,
+learned absolute positions, input and output embeddings tied, tanh-GELU. Its
+tokenizer is :class:`kexue.models.cpm.CPMTokenizer`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kexue.models.hf import (
+    GPT2_IGNORED,
+    GPT2_IGNORED_SUFFIXES,
+    GPT2Config,
+    from_hf_state_dict,
+    gpt2_key_map,
+    load_checked,
+    load_hf_state_dict,
+    save_hf_state_dict,
+    strip_prefix,
+    to_hf_state_dict,
+)
+from kexue.nn.attention import KVCache
+from kexue.nn.position import LearnedPositionEmbedding
+from kexue.nn.transformer import Transformer
+
+Cache = tuple[KVCache, ...]
+
+
+class GPT2(nn.Module):
+    """GPT-2 language model: ``logits = LN_f(blocks(wte[x] + wpe[p])) wteᵀ``.
+
+    Args:
+        config: a :class:`GPT2Config` (or keyword overrides of the default one).
+        attention: extra attention options (``key_size``, ``talking_heads``, ``scale``).
+        recompute: checkpoint each block while training.
+    """
+
+    def __init__(
+        self,
+        config: GPT2Config | None = None,
+        *,
+        attention: dict[str, Any] | None = None,
+        recompute: bool = False,
+        **overrides: Any,
+    ):
+        super().__init__()
+        config = dataclasses.replace(config or GPT2Config(), **overrides)
+        config.attention = {**config.attention, **(attention or {})}
+        config.check()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.wpe = LearnedPositionEmbedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = nn.Dropout(config.embedding_dropout_prob)
+        self.blocks = Transformer(
+            config.num_hidden_layers,
+            config.hidden_size,
+            config.num_attention_heads,
+            config.inner_size,
+            norm="pre",
+            activation=config.hidden_act,
+            dropout=config.hidden_dropout_prob,
+            attention_dropout=config.attention_probs_dropout_prob,
+            layer_norm_eps=config.layer_norm_eps,
+            attention=config.attention,
+            recompute=recompute,
+        )
+        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        past_key_values: Cache | None = None,
+        use_cache: bool = False,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Cache]:
+        """``input_ids`` ``(batch, seq)`` -> logits ``(batch, seq, vocab)``, and the
+        updated cache as a second value when ``use_cache``.
+
+        ``attention_mask`` ``(batch, past + seq)`` 0/1 marks padding keys (for
+        left-padded batches; positions then count real tokens only)."""
+        if (
+            not isinstance(input_ids, Tensor)
+            or input_ids.dim() != 2
+            or input_ids.is_floating_point()
+        ):
+            got = (
+                (tuple(input_ids.shape), input_ids.dtype)
+                if isinstance(input_ids, Tensor)
+                else input_ids
+            )
+            raise ValueError(f"input_ids must be an integer (batch, seq) tensor, got {got}")
+        b, t = input_ids.shape
+        past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        mask = None
+        if attention_mask is not None:
+            if attention_mask.shape != (b, past + t):
+                raise ValueError(
+                    f"attention_mask must be (batch, past + seq) = {(b, past + t)}, "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            keep = attention_mask != 0
+            if position_ids is None:  # count real tokens only (left padding)
+                position_ids = (keep.long().cumsum(dim=1) - 1).clamp(min=0)[:, past:]
+            mask = None if bool(keep.all()) else keep[:, None, None, :]  # (batch, 1, 1, keys)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + t, device=input_ids.device).expand(b, t)
+        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (batch, seq, hidden)
+        x, presents, _ = self.blocks(
+            x, mask, is_causal=True, past_key_values=past_key_values, use_cache=use_cache
+        )
+        logits = F.linear(self.ln_f(x), self.wte.weight)  # tied head, (batch, seq, vocab)
+        return (logits, presents) if use_cache else logits
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        do_sample: bool = False,
+        eos_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        attention_mask: Tensor | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """Continue ``input_ids`` ``(batch, prompt)`` by up to ``max_new_tokens`` tokens.
+
+        Greedy unless ``do_sample``; sampling divides logits by ``temperature`` and keeps
+        the ``top_k`` most likely tokens and/or the smallest set whose probability
+        reaches ``top_p`` (nucleus). A row that produced ``eos_token_id`` is padded
+        with it. Returns ``(batch, prompt + new)``; stops early when all rows ended.
+        ``use_cache=False`` re-encodes the whole sequence each step (a reference)."""
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if do_sample and not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        limit = self.config.max_position_embeddings
+        if input_ids.shape[1] + max_new_tokens > limit:
+            raise ValueError(
+                f"prompt length {input_ids.shape[1]} + max_new_tokens {max_new_tokens} exceeds "
+                f"max_position_embeddings {limit}"
+            )
+        was_training = self.training
+        self.eval()
+        seq, mask, cache = input_ids, attention_mask, None
+        step_ids = input_ids
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for _ in range(max_new_tokens):
+            if use_cache:
+                logits, cache = self(step_ids, cache, use_cache=True, attention_mask=mask)
+            else:
+                logits = self(seq, attention_mask=mask)
+            logits = logits[:, -1].float()  # (batch, vocab)
+            if do_sample:
+                probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
+                next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            else:
+                next_ids = logits.argmax(dim=-1)
+            if eos_token_id is not None:
+                next_ids = next_ids.masked_fill(finished, eos_token_id)
+                finished |= next_ids == eos_token_id
+            seq = torch.cat([seq, next_ids[:, None]], dim=1)
+            step_ids = next_ids[:, None]
+            if mask is not None:
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            if bool(finished.all()):
+                break
+        self.train(was_training)
+        return seq
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike, *, recompute: bool = False, strict: bool = True
+    ) -> GPT2:
+        """Load a Hugging Face ``GPT2LMHeadModel`` / ``GPT2Model`` folder."""
+        config = GPT2Config.from_json(folder)
+        hf = strip_prefix(load_hf_state_dict(folder), "transformer.")
+        model = cls(config, recompute=recompute)
+        state, _, _ = from_hf_state_dict(
+            hf,
+            gpt2_key_map(config),
+            ignored=GPT2_IGNORED,
+            ignored_suffixes=GPT2_IGNORED_SUFFIXES,
+            strict=strict,
+        )
+        load_checked(model, state, strict)
+        return model
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` as ``GPT2LMHeadModel`` does."""
+        hf = to_hf_state_dict(self.state_dict(), gpt2_key_map(self.config))
+        save_hf_state_dict({"transformer." + k: v for k, v in hf.items()}, folder)
+        self.config.to_json(folder, architectures=["GPT2LMHeadModel"])
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Set to ``-inf`` all logits ``(batch, vocab)`` outside the ``top_k`` largest and
+    outside the nucleus: the smallest set of most likely tokens whose probability sum
+    reaches ``top_p`` (the most likely token is always kept)."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # probability mass of strictly better tokens
+        drop_sorted = before >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
