@@ -286,3 +286,12 @@ def test_bad_input_raises():
         f1_weighted_cross_entropy(x, t)
     with pytest.raises(ValueError, match=r"f1 must be a scalar in \[0, 1\], got 1.2"):
         f1_weighted_cross_entropy(xb, yb, f1=1.2)
+
+
+def test_bool_and_integer_binary_targets_match_float():
+    xb, yb = _binary()
+    ref = focal_loss(xb, yb, gamma=2.0, alpha=0.25)
+    for target in (yb.bool(), yb.long()):
+        torch.testing.assert_close(focal_loss(xb, target, gamma=2.0, alpha=0.25), ref)
+        torch.testing.assert_close(hard_truncation_loss(xb, target), hard_truncation_loss(xb, yb))
+        torch.testing.assert_close(smooth_f1_loss(xb, target), smooth_f1_loss(xb, yb))

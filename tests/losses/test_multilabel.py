@@ -160,3 +160,10 @@ def test_bad_input_raises():
         multilabel_categorical_crossentropy(y, y)
     with pytest.raises(ValueError, match="reduction"):
         multilabel_categorical_crossentropy(s, y, reduction="batchmean")
+
+
+def test_bool_and_float_targets_match_integer():
+    s, y = _data(seed=6)
+    ref = multilabel_categorical_crossentropy(s, y)
+    torch.testing.assert_close(multilabel_categorical_crossentropy(s, y.bool()), ref)
+    torch.testing.assert_close(multilabel_categorical_crossentropy(s, y.double()), ref)
