@@ -1,5 +1,6 @@
 
 from kexue.models.bert import Bert, BertOutput  # noqa: F401
+from kexue.models.cpm import CPMTokenizer  # noqa: F401  (T11: CPM-LM tokenizer)
 from kexue.models.gpt2 import GPT2, filter_logits  # noqa: F401  (T11: GPT-2 / CPM-LM)
 from kexue.models.hf import (  # noqa: F401  (configs, HF key maps)
     BertConfig,
