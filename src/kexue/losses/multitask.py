@@ -2,37 +2,33 @@ r"""Multi-task loss weighting: turn n task losses into one scalar.
 
 Source: 多任务学习漫谈（一）：以损失之名 (2022-01-18, https://kexue.fm/archives/8870).
 
-Strategies (``MultiTaskLoss(strategy=...)``), for task losses :math:`L_1..L_n`:
+Strategies (``MultiTaskLoss(strategy=...)``) for task losses :math:`L_1..L_n`; "[s-inv]"
+marks the scale-invariant ones:
 
-============== ========================================================= ===============
-strategy       combined loss                                             scale-invariant
-============== ========================================================= ===============
-``fixed``      :math:`\sum_i \alpha_i L_i` (default :math:`\alpha_i = 1`)  no
-``initial``    :math:`\sum_i L_i / L_i^{(init)}`                         yes
-``prior``      :math:`\sum_i L_i / L_i^{(prior)}`                        yes (if the
-                                                                         prior scales)
-``realtime``   :math:`\sum_i L_i / \mathrm{sg}(L_i)`                      yes
-``log``        :math:`\sum_i \log L_i`                                   yes
-``gmean``      :math:`\big(\tfrac1n\sum_i L_i^\gamma\big)^{1/\gamma}`      only for
-               (:math:`\gamma = 0`: geometric mean)                      :math:`\gamma=0`
-``uncertainty`` :math:`\sum_i \tfrac12\big(e^{-s_i} L_i + s_i\big)`,       at the optimum
-               :math:`s_i = \log\sigma_i^2` learned                      of :math:`s`
-============== ========================================================= ===============
+* ``fixed``:       :math:`\sum_i \alpha_i L_i` (default :math:`\alpha_i = 1`, the plain sum)
+* ``initial``:     :math:`\sum_i L_i / L_i^{(init)}`  [s-inv]
+* ``prior``:       :math:`\sum_i L_i / L_i^{(prior)}`  [s-inv, if the prior loss scales too]
+* ``realtime``:    :math:`\sum_i L_i / \mathrm{sg}(L_i)`, sg = stop-gradient  [s-inv]
+* ``log``:         :math:`\sum_i \log L_i`  [s-inv]
+* ``gmean``:       :math:`\big(\tfrac1n\sum_i L_i^\gamma\big)^{1/\gamma}`, the geometric mean
+  at :math:`\gamma = 0`  [s-inv only at :math:`\gamma = 0`; otherwise only jointly homogeneous]
+* ``uncertainty``: :math:`\sum_i \tfrac12\big(e^{-s_i} L_i + s_i\big)`, learned
+  :math:`s_i = \log\sigma_i^2`  [s-inv at the optimum of s]
 
 "Scale-invariant": multiplying one :math:`L_i` by a constant leaves the direction of the
 gradient unchanged, so a task whose loss is naturally 1000x larger cannot drown the others.
 
 * ``initial``: :math:`L^{(init)}` is the loss before training; estimate it from a few
   batches or take the theoretical value, e.g. :math:`\log K` for K-class CE with zero
-  logits and :math:`E\|y\|^2` for L2 regression. If not given, the (detached) losses of
-  the first call are recorded.
+  logits (the "1 / log K" weighting) and :math:`E\|y\|^2` for L2 regression. If not
+  given, the (detached) losses of the first call are recorded.
 * ``prior``: :math:`L^{(prior)}` is the loss of a model that predicts the prior: the
   label entropy :math:`-\sum_k\pi_k\log\pi_k` for K-class CE (:math:`\log K` when
   balanced), the label variance for L2 regression.
 * ``realtime``: its value is always n but its gradient is :math:`\sum_i\nabla L_i/L_i
   = \nabla\sum_i\log L_i`, the same direction as ``log`` and the geometric mean. The
-  author: "many informal experiments show this is a very good baseline in most cases" --
-  **start with ``realtime``**.
+  author: many informal ("民间") experiments show it is "a quite good baseline in most
+  cases" -- **start with ``realtime``**.
 * ``gmean``: :math:`\gamma = 1` is the mean, :math:`\gamma\to 0` the geometric mean,
   :math:`\gamma\to\pm\infty` the max / min (``float('inf')`` and ``-inf`` are accepted).
 * ``uncertainty``: Kendall et al. (CVPR 2018), not in the post: learned
@@ -41,10 +37,11 @@ gradient unchanged, so a task whose loss is naturally 1000x larger cannot drown 
   :math:`\tfrac12\sum_i\log L_i` + const, i.e. ``log`` again.
 
 ``log`` and ``gmean`` need :math:`L_i > 0` and ``realtime`` :math:`L_i \ge 0` (a Gaussian
-NLL can be negative, and :math:`L/\mathrm{sg}(L)` would then ascend it): they raise otherwise. Normalisers are clamped at ``eps`` so a loss that
-reaches 0 cannot blow up the weights. The post's translation-invariant scheme (normalise
-each task's *gradient*, :math:`\sum_i\nabla L_i/\|\nabla L_i\|`) needs one backward pass per
-task and is a training-step wrapper, not a loss, so it is not here.
+NLL can be negative, and :math:`L/\mathrm{sg}(L)` would then ascend it): they raise
+otherwise. Normalisers are clamped at ``eps`` so a loss that reaches 0 cannot blow up the
+weights. The post's translation-invariant scheme (normalise each task's *gradient*,
+:math:`\sum_i\nabla L_i/\|\nabla L_i\|`) needs one backward pass per task and is a
+training-step wrapper, not a loss, so it is not here.
 """
 
 from __future__ import annotations
