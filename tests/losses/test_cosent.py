@@ -161,8 +161,11 @@ def test_bad_input() -> None:
     u = torch.randn(3, 4)
     bad = u.clone()
     bad[1, 2] = float("nan")
-    with pytest.raises(ValueError, match="u contains NaN or inf \\(1 entries\\)"):
+    with pytest.raises(ValueError, match=r"u or v contain NaN or inf in 1 pair\(s\): rows \[1\]"):
         cosent_loss_from_embeddings(bad, u, torch.arange(3.0))
+    bad[1, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"rows \[1\]"):
+        cosent_loss_from_embeddings(u, bad, torch.arange(3.0))
     with pytest.raises(ValueError, match=r"\(3, 4\) and \(3, 5\)"):
         cosent_loss_from_embeddings(u, torch.randn(3, 5), torch.arange(3.0))
 

@@ -143,8 +143,18 @@ def cosent_loss_from_embeddings(
     u: Tensor, v: Tensor, labels: Tensor, scale: float = 20.0, eps: float = 1e-8
 ) -> Tensor:
     """CoSENT on the cosine of two batches of sentence embeddings ``u``, ``v``: (batch, dim)."""
-    _check_embeddings(u, v)
-    return cosent_loss(pair_cosine(u, v, eps=eps), labels, scale=scale)
+    if u.dim() != 2 or u.shape != v.shape:
+        raise ValueError(
+            f"expected u and v of the same shape (batch, dim), got {tuple(u.shape)} and {tuple(v.shape)}"
+        )
+    scores = pair_cosine(u, v, eps=eps)  # (batch,)
+    # A NaN or inf anywhere in row i makes cos_i NaN, so checking the (batch,) cosines is
+    # enough, and much cheaper than scanning both (batch, dim) inputs.
+    bad = ~torch.isfinite(scores)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"u or v contain NaN or inf in {len(rows)} pair(s): rows {rows[:10]}")
+    return cosent_loss(scores, labels, scale=scale)
 
 
 class CoSENTLoss(nn.Module):
