@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from kexue.experiments.adversarial import (
+    VARIANTS,
+    AdversarialTraining,
+    MathAttention,
+    bert_init_,
+    make_step,
+    results_table,
+)
+from kexue.experiments.base import Context, Stat, Stats
+from kexue.experiments.common import TextClassifier, cross_entropy_loss
+from kexue.experiments.suite import _aggregate
+from kexue.train import FGM
+
+
+def tiny(dropout=0.0):
+    torch.manual_seed(0)
+    return TextClassifier(50, 3, hidden=16, layers=1, heads=2, max_length=12, dropout=dropout)
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 50, (6, 10), generator=g)
+    mask = torch.ones_like(ids)
+    mask[3:, 7:] = 0
+    ids[mask == 0] = 0
+    return ids, mask, torch.randint(0, 3, (6,), generator=g)
+
+
+def test_bert_init_sets_embedding_scale_and_zero_padding_only():
+    model = tiny()
+    head_before = model.head.weight.clone()
+    bert_init_(model, std=0.02)
+    for emb in (model.embedding, model.position):
+        w = emb.weight[1:] if emb.padding_idx is not None else emb.weight
+        assert abs(w.std().item() - 0.02) < 0.004
+    assert torch.equal(model.embedding.weight[0], torch.zeros(16))
+    assert torch.equal(model.head.weight, head_before)
+
+
+def test_make_step_builds_the_named_variant():
+    model = tiny()
+    assert make_step("baseline", model) is None
+    fgm = make_step("fgm-0.5", model)
+    assert isinstance(fgm, FGM) and fgm.epsilon == 0.5 and fgm.variant == "author"
+    assert fgm.site.where == "weight" and fgm.norm == "global"
+    assert isinstance(make_step("gp", model), MathAttention)
+    with pytest.raises(ValueError, match="unknown variant 'pgd'"):
+        make_step("pgd", model)
+
+
+def test_gradient_penalty_step_matches_direct_double_backward():
+    """The wrapped GP step fills grad_theta (L + 0.5 ||dL/dE(x)||^2), E(x) = embedding output."""
+    model, b = tiny(), batch()
+    make_step("gp", model)(model, b, cross_entropy_loss)
+    got = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    outputs = []
+    handle = model.embedding.register_forward_hook(lambda m, a, out: outputs.append(out) or None)
+    with sdpa_kernel([SDPBackend.MATH]):
+        loss = cross_entropy_loss(model, b)
+        (g,) = torch.autograd.grad(loss, outputs[0], create_graph=True)
+        (loss + 0.5 * g.pow(2).sum()).backward()
+    handle.remove()
+    for got_g, p in zip(got, model.parameters()):
+        torch.testing.assert_close(got_g, p.grad, rtol=1e-4, atol=1e-7)
+    # the penalty actually changes the gradient (it is not the plain CE gradient)
+    model.zero_grad()
+    cross_entropy_loss(model, b).backward()
+    assert not torch.allclose(got[0], model.embedding.weight.grad)
+
+
+def test_results_table_lists_every_variant_with_time_ratio():
+    stats = Stats()
+    for t in ("sentiment", "sst2"):
+        for v in VARIANTS:
+            stats[f"{t}/{v}/accuracy"] = Stat([80.0, 82.0])
+            stats[f"{t}/{v}/seconds"] = Stat([2.0 if v.startswith("fgm") else 1.0] * 2)
+    table = results_table(stats)
+    rows = table.splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in rows] == list(VARIANTS)
+    assert "| fgm-0.5 | 81 ± 1.414 | 81 ± 1.414 | 2.00 | 2.00 |" in table
+
+
+def test_smoke_run_gives_finite_metrics_and_well_formed_checks(tmp_path):
+    exp = AdversarialTraining()
+    run = exp.run(Context(0, "smoke", tmp_path, tmp_path, log=lambda s: None))
+    assert len(run.metrics) == 2 * len(VARIANTS) * 3
+    assert all(math.isfinite(v) for v in run.metrics.values())
+    assert all(0 <= run.metrics[f"{t}/{v}/accuracy"] <= 100
+               for t in ("sentiment", "sst2") for v in VARIANTS)
+    stats = _aggregate([run], False)
+    checks = exp.checks(stats)
+    assert len(checks) == 8 and all(c.holds is None for c in checks)  # one seed: noise unknown
+    extra = exp.summarize(stats, [run], Context(0, "smoke", tmp_path, tmp_path))
+    assert (tmp_path / extra.figures[0]).exists() and len(extra.tables) == 2

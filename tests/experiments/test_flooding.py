@@ -1,0 +1,78 @@
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from kexue.experiments.base import Context
+from kexue.experiments.flooding import (
+    VARIANTS,
+    BagOfChars,
+    Flooding,
+    flooded_loss,
+    gradient_penalty_loss,
+    parameter_grad_sq_norm,
+)
+from kexue.experiments.suite import _aggregate
+
+
+def model_and_batch():
+    torch.manual_seed(0)
+    model = BagOfChars(20, 3, hidden=8)
+    ids = torch.randint(1, 20, (5, 6))
+    mask = torch.ones_like(ids)
+    mask[2:, 4:] = 0
+    ids[mask == 0] = 0
+    return model, (ids, mask, torch.tensor([0, 1, 2, 0, 1]))
+
+
+def test_bag_of_chars_ignores_padding():
+    model, (ids, mask, _) = model_and_batch()
+    padded = torch.cat([ids, torch.zeros(5, 3, dtype=torch.long)], 1)
+    padded_mask = torch.cat([mask, torch.zeros(5, 3, dtype=torch.long)], 1)
+    torch.testing.assert_close(model(ids, mask), model(padded, padded_mask))
+
+
+def test_flooded_loss_is_ce_above_b_and_mirrored_below():
+    model, batch = model_and_batch()
+    ce = F.cross_entropy(model(batch[0], batch[1]), batch[2])
+    torch.testing.assert_close(flooded_loss(0.0)(model, batch), ce)
+    high = ce.item() + 0.5
+    torch.testing.assert_close(flooded_loss(high)(model, batch), 2 * high - ce)
+    # below the flood level the gradient is the ascent direction
+    flooded_loss(high)(model, batch).backward()
+    g_flood = model.mlp[2].bias.grad.clone()
+    model.zero_grad()
+    flooded_loss(0.0)(model, batch).backward()
+    torch.testing.assert_close(g_flood, -model.mlp[2].bias.grad)
+
+
+def test_gradient_penalty_loss_adds_the_squared_parameter_gradient():
+    model, batch = model_and_batch()
+    ce = F.cross_entropy(model(batch[0], batch[1]), batch[2])
+    grads = torch.autograd.grad(ce, list(model.parameters()))
+    expected = ce + 0.7 * sum(g.pow(2).sum() for g in grads)
+    torch.testing.assert_close(gradient_penalty_loss(0.7)(model, batch), expected)
+
+
+def test_parameter_grad_sq_norm_is_the_full_batch_value_and_clears_grads():
+    model, batch = model_and_batch()
+    data = TensorDataset(*batch)
+    ce = F.cross_entropy(model(batch[0], batch[1]), batch[2])
+    expected = sum(g.pow(2).sum() for g in torch.autograd.grad(ce, list(model.parameters())))
+    assert math.isclose(parameter_grad_sq_norm(model, data), expected.item(), rel_tol=1e-5)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_smoke_run_gives_finite_metrics_curves_and_well_formed_checks(tmp_path):
+    exp = Flooding()
+    run = exp.run(Context(0, "smoke", tmp_path, tmp_path, log=lambda s: None))
+    assert all(math.isfinite(v) for v in run.metrics.values())
+    assert {f"{v}/test_loss" for v in VARIANTS} <= set(run.metrics)
+    assert all(run.metrics[f"{v}/min_test_loss"] <= run.metrics[f"{v}/test_loss"] + 1e-9
+               for v in VARIANTS)
+    stats = _aggregate([run], False)
+    checks = exp.checks(stats)
+    assert len(checks) == 2 and all(c.holds is None for c in checks)
+    extra = exp.summarize(stats, [run], Context(0, "smoke", tmp_path, tmp_path))
+    assert len(extra.figures) == 2 and all((tmp_path / f).exists() for f in extra.figures)
