@@ -1,0 +1,99 @@
+import math
+
+import numpy as np
+import pytest
+
+from kexue.data import available
+from kexue.embed import sts_spearman
+from kexue.experiments.base import Context
+from kexue.experiments.suite import _aggregate
+from kexue.experiments.whitening_zh import (
+    TASKS,
+    WhiteningChinese,
+    task_pairs,
+    variants,
+    whitening_scores_k,
+)
+
+needs_zh = pytest.mark.skipif(not (available("stsb-zh") and available("senteval_cn")),
+                              reason="research-use Chinese STS data not available")
+
+
+def _anisotropic(n=300, d=12, seed=0):
+    """Pairs whose similarity is planted in the noise level, plus a nuisance direction of
+    large, pair-specific amplitude shared by both sides (it pushes the raw cosine of some
+    pairs towards 1 whatever their gold score: the anisotropy whitening removes)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, d))
+    gold = rng.uniform(0, 5, size=n)
+    noise = rng.normal(size=(n, d)) * (5 - gold)[:, None] / 5
+    nuisance = np.zeros((n, d))
+    nuisance[:, 0] = 20 * rng.normal(size=n)
+    return base + nuisance, base + noise + nuisance, gold
+
+
+def test_variants_keep_the_posts_fractions():
+    assert variants(768) == {"raw": None, "whitening": 0, "whitening-d/3": 256, "whitening-d/6": 128}
+    assert variants(128)["whitening-d/3"] == 43 and variants(128)["whitening-d/6"] == 21
+    with pytest.raises(ValueError, match="hidden size"):
+        variants(4)
+
+
+def test_raw_score_is_the_plain_spearman_of_the_test_pairs():
+    a, b, gold = _anisotropic()
+    scores = whitening_scores_k(a, b, gold, 100, {"raw": None})
+    assert scores["raw"] == pytest.approx(100 * sts_spearman(a[-100:], b[-100:], gold[-100:]))
+
+
+def test_full_whitening_is_invariant_to_invertible_affine_maps():
+    # (x A + c) whitened equals x whitened up to an orthogonal map, so cosines are unchanged.
+    a, b, gold = _anisotropic()
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(12, 12)) + 3 * np.eye(12)
+    c = rng.normal(size=12) * 5
+    kept = {"raw": None, "whitening": 0}
+    s1 = whitening_scores_k(a, b, gold, 150, kept)
+    s2 = whitening_scores_k(a @ A + c, b @ A + c, gold, 150, kept)
+    assert s1["whitening"] == pytest.approx(s2["whitening"], abs=1e-8)
+    assert s1["raw"] != pytest.approx(s2["raw"], abs=1e-3)
+
+
+def test_whitening_undoes_planted_anisotropy():
+    a, b, gold = _anisotropic()
+    s = whitening_scores_k(a, b, gold, 300, {"raw": None, "whitening": 0})
+    assert s["whitening"] > s["raw"] + 10
+
+
+def test_whitening_scores_rejects_bad_n_eval():
+    a, b, gold = _anisotropic(n=20)
+    with pytest.raises(ValueError, match="n_eval"):
+        whitening_scores_k(a, b, gold, 21, {"raw": None})
+
+
+@needs_zh
+def test_task_pairs_put_the_test_split_last():
+    from kexue.data import load_senteval_cn, load_stsb
+
+    a, b, gold, n_test = task_pairs("BQ", None)
+    test = load_senteval_cn("BQ", "test")
+    assert n_test == len(test) and len(a) == len(b) == len(gold) == len(test) + 10000
+    assert (a[-1], b[-1], gold[-1]) == test[-1]
+    a, b, gold, n_test = task_pairs("STS-B", 30)
+    assert len(a) == 90 and n_test == 30
+    test_pairs = {(r[0], r[1]) for r in load_stsb("test", "zh")}
+    assert all((x, y) in test_pairs for x, y in zip(a[-30:], b[-30:]))
+    with pytest.raises(ValueError, match="task"):
+        task_pairs("MNLI", 1)
+
+
+@needs_zh
+def test_whitening_zh_smoke(tmp_path):
+    exp = WhiteningChinese()
+    ctx = Context(0, "smoke", tmp_path, tmp_path)
+    run = exp.run(ctx)
+    assert len(run.metrics) == len(TASKS) * 3 * 4
+    assert all(math.isfinite(v) and -100 <= v <= 100 for v in run.metrics.values())
+    stats = _aggregate([run], True)
+    assert exp.summarize(stats, [run], ctx).figures
+    checks = exp.checks(stats)
+    assert len(checks) == 1 and checks[0].holds in (True, False)  # deterministic: decided

@@ -1,0 +1,112 @@
+import math
+
+import pytest
+import torch
+
+from kexue.data import CharTokenizer
+from kexue.experiments import zh_encoder
+from kexue.experiments.zh_encoder import (
+    ZhEncoderConfig,
+    char_hf_tokenizer,
+    mask_for_mlm,
+    mlm_loss,
+    pretrain_zh_encoder,
+    pretraining_corpus,
+)
+
+TINY = ZhEncoderConfig(hidden_size=16, num_layers=2, num_heads=2, max_length=16, vocab_size=300,
+                       steps=2, batch_size=4, max_poems=20, max_reviews=20)
+
+
+def _batch(n=64, seq=40, vocab=100, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (n, seq), generator=g)
+    lengths = torch.randint(3, seq + 1, (n,), generator=g)
+    mask = (torch.arange(seq)[None, :] < lengths[:, None]).long()
+    ids[:, 0] = 2  # [CLS]
+    ids[torch.arange(n), lengths - 1] = 3  # [SEP]
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+def test_mask_for_mlm_chooses_only_real_tokens_and_follows_80_10_10():
+    ids, mask = _batch(n=400)
+    g = torch.Generator().manual_seed(1)
+    inputs, labels = mask_for_mlm(ids, mask, mask_token_id=4, vocab_size=100, num_special=5,
+                                  mask_prob=0.15, generator=g)
+    chosen = labels != -100
+    assert not chosen[(mask == 0) | (ids < 5)].any()  # padding, [CLS], [SEP] never chosen
+    assert torch.equal(labels[chosen], ids[chosen])
+    assert torch.equal(inputs[~chosen], ids[~chosen])  # everything else untouched
+    real = ((mask == 1) & (ids >= 5)).sum().item()
+    assert abs(chosen.sum().item() / real - 0.15) < 0.01
+    masked = (inputs[chosen] == 4).float().mean().item()
+    kept = (inputs[chosen] == ids[chosen]).float().mean().item()  # "keep" + random hits itself
+    assert abs(masked - 0.8) < 0.03
+    assert abs(kept - 0.1) < 0.03
+    assert (inputs[chosen] >= 4).all()  # random replacements are real characters
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, -0.1])
+def test_mask_for_mlm_rejects_bad_probability(p):
+    ids, mask = _batch(n=2)
+    with pytest.raises(ValueError, match="mask_prob"):
+        mask_for_mlm(ids, mask, 4, 100, 5, mask_prob=p)
+
+
+def test_mask_for_mlm_rejects_mismatched_shapes():
+    ids, mask = _batch(n=2)
+    with pytest.raises(ValueError, match="one shape"):
+        mask_for_mlm(ids, mask[:, :-1], 4, 100, 5)
+
+
+def test_char_hf_tokenizer_matches_char_tokenizer():
+    texts = ["你好 世界\n abc", "好的x  z", "  ", "😀a", "[CLS]a", "", "一架飞机要起飞了。"]
+    tok = CharTokenizer.fit(texts[:2] + texts[-1:])
+    hf = char_hf_tokenizer(tok)
+    for t in texts:
+        assert hf.encode(t).ids == tok.encode(t, add_special_tokens=True)
+
+
+def test_config_key_is_stable_and_depends_on_every_field():
+    assert ZhEncoderConfig().key() == ZhEncoderConfig().key()
+    assert ZhEncoderConfig(steps=1).key() != ZhEncoderConfig().key()
+    assert ZhEncoderConfig(max_reviews=10).key() != ZhEncoderConfig().key()
+
+
+def test_pretraining_corpus_chunks():
+    corpus = pretraining_corpus(max_poems=10, chunk=12, max_reviews=10)
+    assert corpus and all(0 < len(c) <= 12 and c.strip() for c in corpus)
+    with pytest.raises(ValueError, match="chunk"):
+        pretraining_corpus(10, 0)
+
+
+def test_mlm_loss_starts_near_uniform():
+    from kexue.models import Bert, BertConfig
+
+    torch.manual_seed(0)
+    model = Bert(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=32,
+                            max_position_embeddings=40), mlm=True, pooler=False)
+    loss = mlm_loss(model, _batch(n=32))
+    assert abs(loss.item() - math.log(100)) < 0.5
+    loss.backward()
+    assert model.embeddings.word.weight.grad.abs().sum() > 0
+
+
+def test_pretrain_is_cached_by_config(tmp_path, monkeypatch):
+    encoder, tok = pretrain_zh_encoder(TINY, tmp_path, log=lambda s: None)
+    assert (tmp_path / TINY.key() / zh_encoder.WEIGHTS_DONE).is_file()
+    assert encoder.mlm is None and encoder.pooler is None and not encoder.training
+    assert encoder.config.vocab_size == tok.vocab_size <= TINY.vocab_size
+
+    import kexue.train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached configuration must not be trained again")
+
+    monkeypatch.setattr(kexue.train, "fit", no_training)
+    again, tok2 = pretrain_zh_encoder(TINY, tmp_path, log=lambda s: None)
+    assert tok2.vocab_size == tok.vocab_size
+    for (name, a), (_, b) in zip(encoder.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
