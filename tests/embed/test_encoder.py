@@ -101,15 +101,34 @@ def test_bad_input(tiny_bert, tokenizer) -> None:
         SentenceEncoder.from_pretrained(backend="keras")
 
 
-def test_minilm_matches_sentence_transformers() -> None:
-    """Mean-pooled, L2-normalised MiniLM vectors equal SentenceTransformer.encode (1e-4)."""
-    st = pytest.importorskip("sentence_transformers")
+@pytest.fixture(scope="module")
+def stsb_sentences() -> list[str]:
     rows = load_stsb("test", lang="en")[:25]
-    sentences = [r[0] for r in rows] + [r[1] for r in rows]
+    return [r[0] for r in rows] + [r[1] for r in rows]
+
+
+@pytest.mark.parametrize("backend", ["auto", "transformers"])
+def test_minilm_matches_sentence_transformers(stsb_sentences, backend: str) -> None:
+    """Mean-pooled, L2-normalised MiniLM vectors equal SentenceTransformer.encode (1e-4).
+
+    "auto" loads kexue.models.Bert (falling back to transformers if it is not importable)."""
+    st = pytest.importorskip("sentence_transformers")
     model = st.SentenceTransformer(str(minilm_path()), device="cpu")
-    expected = model.encode(sentences, batch_size=16)
-    encoder = SentenceEncoder.from_pretrained(pooling="mean", normalize=True)
+    expected = model.encode(stsb_sentences, batch_size=16)
+    encoder = SentenceEncoder.from_pretrained(pooling="mean", normalize=True, backend=backend)
     assert encoder.max_length == 256  # from sentence_bert_config.json
-    got = encoder.encode(sentences, batch_size=16, progress=False)
+    module = type(encoder.model).__module__
+    assert module.startswith("kexue." if backend == "auto" else "transformers."), module
+    got = encoder.encode(stsb_sentences, batch_size=16, progress=False)
     assert got.shape == expected.shape == (50, 384)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_kexue_bert_equals_transformers_for_every_pooling(stsb_sentences) -> None:
+    pytest.importorskip("kexue.models", exc_type=ImportError)
+    ours = SentenceEncoder.from_pretrained(backend="kexue")
+    ref = SentenceEncoder.from_pretrained(backend="transformers")
+    a = ours.encode_poolings(stsb_sentences[:20], batch_size=8, progress=False)
+    b = ref.encode_poolings(stsb_sentences[:20], batch_size=8, progress=False)
+    for pooling in ENCODER_POOLINGS:
+        np.testing.assert_allclose(a[pooling], b[pooling], atol=1e-4, err_msg=pooling)
