@@ -8,7 +8,7 @@ from kexue.experiments.adversarial import (
     VARIANTS,
     AdversarialTraining,
     MathAttention,
-    bert_init_,
+    bert_scale_embeddings_,
     make_step,
     results_table,
 )
@@ -32,14 +32,15 @@ def batch():
     return ids, mask, torch.randint(0, 3, (6,), generator=g)
 
 
-def test_bert_init_sets_embedding_scale_and_zero_padding_only():
-    model = tiny()
+def test_bert_scale_embeddings_sets_row_norms_and_zero_padding_only():
+    torch.manual_seed(0)
+    model = TextClassifier(4000, 3, hidden=64, layers=1, heads=2, max_length=512)
     head_before = model.head.weight.clone()
-    bert_init_(model, std=0.02)
-    for emb in (model.embedding, model.position):
-        w = emb.weight[1:] if emb.padding_idx is not None else emb.weight
-        assert abs(w.std().item() - 0.02) < 0.004
-    assert torch.equal(model.embedding.weight[0], torch.zeros(16))
+    bert_scale_embeddings_(model, token_norm=1.1, position_norm=0.5)
+    token_norms = model.embedding.weight[1:].norm(dim=1)
+    assert abs(token_norms.mean().item() - 1.1) < 0.03
+    assert abs(model.position.weight.norm(dim=1).mean().item() - 0.5) < 0.03
+    assert torch.equal(model.embedding.weight[0], torch.zeros(64))
     assert torch.equal(model.head.weight, head_before)
 
 

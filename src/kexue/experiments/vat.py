@@ -9,8 +9,8 @@ raises test accuracy from 89.34 to 90.37 (mean of 3 runs).
 
 Here: the same split (the first 200 training texts labelled, the rest unlabelled,
 a random subset of them at quick scale), a small character-level Transformer trained
-from scratch with BERT-style N(0, 0.02) embedding tables (so that epsilon and xi have
-their BERT scale), and three arms with the same steps and labelled batches:
+from scratch with embedding rows of a trained BERT's norm (so that epsilon and xi
+have their BERT scale; see :mod:`kexue.experiments.adversarial`), and three arms with the same steps and labelled batches:
 supervised only, "noise" (the same consistency loss with a random direction of the
 same norm: VAT with zero power iterations) and VAT with the author's settings. The
 supervised and consistency losses are summed in one step (the author alternates a
@@ -106,7 +106,7 @@ class VirtualAdversarialTraining(Experiment):
 
     def run(self, ctx: Context) -> Run:
         from kexue.data import CharTokenizer, load_sentiment
-        from kexue.experiments.adversarial import bert_init_
+        from kexue.experiments.adversarial import bert_scale_embeddings_
         from kexue.experiments.common import (
             TextClassifier,
             classification_metrics,
@@ -137,7 +137,7 @@ class VirtualAdversarialTraining(Experiment):
         metrics: dict[str, float] = {}
         for arm in ARMS:
             seed_everything(ctx.seed)
-            model = bert_init_(TextClassifier(len(tok), 2, hidden, layers, heads=4,
+            model = bert_scale_embeddings_(TextClassifier(len(tok), 2, hidden, layers, heads=4,
                                               max_length=max_length))
             data = lab if arm == "supervised" else LabelledUnlabelled(lab, unlab)
             train_classifier(model, data, steps=steps, seed=ctx.seed,
