@@ -4,6 +4,15 @@ from kexue.nn.attention import (  # noqa: F401  (T6, T32: attention)
     RotaryAngles,
     entropy_scale,
 )
+from kexue.nn.extrapolation import (  # noqa: F401  (T14: length extrapolation)
+    RoPE,
+    log_n_scale,
+    ntk_kappa,
+    rerope_positions,
+    window_mask,
+    yarn_attention_factor,
+    yarn_ramp,
+)
 from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     causal_mask,
     combine_masks,

@@ -140,6 +140,9 @@ class MultiHeadAttention(nn.Module):
                 ``(batch, heads, q, k)``, any of them broadcastable (e.g. ``(batch, 1, k)``).
             is_causal: add the causal mask (bottom-right aligned with a cache).
             rotary: RoPE angles for the new positions; keys are cached after rotation.
+                An object with ``rotate_query`` rotates (and scales) queries with it;
+                one with ``logits(q, k)`` builds the logits from unrotated q, k itself
+                (ReRoPE, see :class:`kexue.nn.RoPE`) on the explicit path.
             attn_bias: additive logit bias broadcastable to ``(batch, heads, q, k)``
                 (relative-position biases, ALiBi, ...), added after scaling.
             past_key_value: ``(keys, values)`` of earlier positions.
@@ -158,9 +161,14 @@ class MultiHeadAttention(nn.Module):
         q = q.view(b, t, h, self.key_size).transpose(1, 2)  # (b, h, t, ks)
         k = k.view(b, t, h, self.key_size).transpose(1, 2)  # (b, h, t, ks)
         v = v.view(b, t, h, self.head_size).transpose(1, 2)  # (b, h, t, hs)
-        if rotary is not None:
-            q, k = rotary.rotate(q), rotary.rotate(k)
+        # positions that shape the logits themselves (ReRoPE's two passes, kexue.nn.RoPE)
+        two_pass = getattr(rotary, "logits", None)
+        if rotary is not None and two_pass is None:
+            rotate_query = getattr(rotary, "rotate_query", rotary.rotate)  # e.g. log-n scaling
+            q, k = rotate_query(q), rotary.rotate(k)
         if past_key_value is not None:
+            if two_pass is not None:
+                raise ValueError("two-pass positions (ReRoPE) do not support a KV cache here")
             pk, pv = past_key_value
             if pk.shape[:2] != (b, h) or pk.shape[-1] != self.key_size:
                 raise ValueError(
@@ -177,12 +185,12 @@ class MultiHeadAttention(nn.Module):
             mask = causal if mask is None else mask & causal
         scale = self._scale(mask, causal_fast, t, s, x.device)  # float or (b|1, h|1, t|1, 1)
 
-        if self.use_sdpa and not self.talking_heads:
+        if self.use_sdpa and not self.talking_heads and two_pass is None:
             y = self._sdpa(q, k, v, mask, causal_fast, scale, attn_bias)
         else:
             if causal_fast:
                 mask = causal_mask(t, s, device=x.device)
-            y = self._explicit(q, k, v, mask, scale, attn_bias)
+            y = self._explicit(q, k, v, mask, scale, attn_bias, two_pass)
         y = y.transpose(1, 2).reshape(b, t, h * self.head_size)  # (b, t, h*hs)
         return self.out(y), present
 
@@ -194,7 +202,7 @@ class MultiHeadAttention(nn.Module):
                 "attention_mask must be boolean (True = may attend) with shape (q, k), "
                 f"(batch, q, k) or (batch, heads, q, k); got {tuple(mask.shape)} {mask.dtype}"
             )
-        mask = mask.view((1, 1) + mask.shape) if mask.dim() == 2 else mask
+        mask = mask[None, None] if mask.dim() == 2 else mask
         mask = mask[:, None] if mask.dim() == 3 else mask
         want = (b, self.num_heads, t, s)
         if any(m not in (1, w) for m, w in zip(mask.shape, want)):
@@ -229,9 +237,9 @@ class MultiHeadAttention(nn.Module):
             q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal, scale=scale
         )
 
-    def _explicit(self, q, k, v, mask, scale, attn_bias) -> Tensor:
+    def _explicit(self, q, k, v, mask, scale, attn_bias, qk=None) -> Tensor:
         scale = scale.to(q.dtype) if isinstance(scale, Tensor) else scale
-        logits = (q @ k.transpose(-1, -2)) * scale  # (b, h, t, s)
+        logits = (q @ k.transpose(-1, -2) if qk is None else qk(q, k)) * scale  # (b, h, t, s)
         if attn_bias is not None:
             logits = logits + attn_bias
         if self.talking_heads:
