@@ -1,0 +1,221 @@
+"""Train a small RoPE language model once, evaluate it under many inference-time options.
+
+Shared by the length-extrapolation (T14), entropy-scale (T32) and key-size (T6)
+experiments: a character corpus split into train/validation ids, a pre-LN
+Transformer LM built from :mod:`kexue.nn` whose positions come from a swappable
+:class:`kexue.nn.RoPE`, training through :func:`kexue.train.fit` with the weights
+cached in ``ctx.cache_dir`` (keyed by corpus, config, length, steps and seed), and an
+evaluation of many ``(RoPE variant, attention mask)`` options at many lengths on the
+same target tokens (post 9708's protocol: a window of length ``L`` ends at a fixed
+position and only its last ``L_train`` tokens are scored, so a longer context can only
+help if the model uses it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from kexue.nn import RoPE, Transformer
+
+CORPORA = ("tinyshakespeare", "tang")
+DATASET_OF = {"tinyshakespeare": "tinyshakespeare", "tang": "chinese-poetry-tang"}
+
+
+@dataclass
+class Corpus:
+    """Character ids of one corpus: ``train`` and ``val`` 1-D tensors, id 0 = unknown."""
+
+    name: str
+    train: Tensor
+    val: Tensor
+    vocab: list[str]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab) + 2  # 0 = unknown, last = [MASK]
+
+    @property
+    def mask_id(self) -> int:
+        return len(self.vocab) + 1
+
+
+def encode_chars(text: str, vocab: list[str]) -> Tensor:
+    """Ids ``1..len(vocab)`` for known characters, 0 for the others."""
+    index = {c: i + 1 for i, c in enumerate(vocab)}
+    return torch.tensor([index.get(c, 0) for c in text], dtype=torch.long)
+
+
+def load_corpus(name: str, max_chars: int | None = None, min_count: int = 3,
+                max_vocab: int | None = None, val_fraction: float = 0.1) -> Corpus:
+    """``tinyshakespeare`` or ``tang`` (poems joined by blank lines) as character ids.
+
+    The last ``val_fraction`` of the text is the validation split; characters seen
+    fewer than ``min_count`` times in the training split, or beyond the ``max_vocab``
+    most frequent, map to 0.
+    """
+    from kexue import data
+
+    if name == "tinyshakespeare":
+        text = data.load_tinyshakespeare()
+    elif name == "tang":
+        text = "\n\n".join(data.load_tang_poems())
+    else:
+        raise ValueError(f"unknown corpus {name!r}; expected one of {CORPORA}")
+    if max_chars is not None:
+        text = text[:max_chars]
+    cut = int(len(text) * (1 - val_fraction))
+    counts = Counter(text[:cut])
+    vocab = sorted(c for c, n in counts.most_common(max_vocab) if n >= min_count)
+    return Corpus(name, encode_chars(text[:cut], vocab), encode_chars(text[cut:], vocab), vocab)
+
+
+@dataclass
+class LMConfig:
+    vocab_size: int
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    key_size: int | None = None  # default hidden / heads
+    head_size: int | None = None
+    talking_heads: bool = False
+    scale: str = "sqrt"  # "sqrt" or "entropy"
+    causal: bool = True  # False: bidirectional (MLM)
+
+
+class RoPELM(nn.Module):
+    """Pre-LN Transformer with RoPE in every layer and a tied output head.
+
+    ``forward(ids, rope=..., attention_mask=...)`` takes another :class:`kexue.nn.RoPE`
+    (an extrapolation variant) and a boolean ``(seq, seq)`` mask (e.g. a window) at
+    inference time, without retraining.
+    """
+
+    def __init__(self, config: LMConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        key_size = c.key_size or (c.head_size or c.hidden // c.heads)
+        self.key_size = key_size
+        self.embed = nn.Embedding(c.vocab_size, c.hidden)
+        self.body = Transformer(c.layers, c.hidden, c.heads, 4 * c.hidden, norm="pre",
+                                layer_norm_eps=1e-5, attention={
+                                    "key_size": c.key_size, "head_size": c.head_size,
+                                    "talking_heads": c.talking_heads, "scale": c.scale})
+        self.ln = nn.LayerNorm(c.hidden)
+        self.rope = RoPE(key_size)
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, ids: Tensor, *, rope: RoPE | None = None,
+                attention_mask: Tensor | None = None) -> Tensor:
+        """``ids`` ``(batch, seq)`` -> logits ``(batch, seq, vocab)``."""
+        x = self.embed(ids)  # (batch, seq, hidden)
+        rotary = (rope or self.rope)(torch.arange(ids.shape[1], device=ids.device), x.dtype)
+        x, _, _ = self.body(x, attention_mask, is_causal=self.config.causal, rotary=rotary)
+        return self.ln(x) @ self.embed.weight.T
+
+
+def training_windows(ids: Tensor, length: int, stride: int | None = None) -> Tensor:
+    """Rows ``ids[s : s + length + 1]`` every ``stride`` (default ``length // 2``)."""
+    stride = stride or max(1, length // 2)
+    if len(ids) < length + 1:
+        raise ValueError(f"need at least {length + 1} ids for windows of {length}, got {len(ids)}")
+    starts = torch.arange(0, len(ids) - length, stride)
+    return ids[starts[:, None] + torch.arange(length + 1)]  # (n, length + 1)
+
+
+def lm_loss(model: RoPELM, batch) -> Tensor:
+    x = batch[0]
+    return F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+
+
+def mask_tokens(ids: Tensor, mask_id: int, vocab_size: int, generator: torch.Generator,
+                rate: float = 0.15) -> tuple[Tensor, Tensor]:
+    """BERT masking: ``rate`` of positions are targets; of those 80% -> [MASK], 10% -> a
+    random id, 10% kept. Returns ``(inputs, targets)`` with -100 off target."""
+    pick = torch.rand(ids.shape, generator=generator) < rate
+    r = torch.rand(ids.shape, generator=generator)
+    inputs = ids.clone()
+    inputs[pick & (r < 0.8)] = mask_id
+    rand = pick & (r >= 0.8) & (r < 0.9)
+    inputs[rand] = torch.randint(1, vocab_size - 1, (int(rand.sum()),), generator=generator)
+    return inputs, torch.where(pick, ids, torch.full_like(ids, -100))
+
+
+def train_cached(config: LMConfig, windows: Tensor, *, steps: int, seed: int, cache_dir: Path,
+                 tag: str, loss_fn: Callable = lm_loss, batch_size: int = 32,
+                 lr: float = 2e-3, log: Callable[[str], None] = print) -> RoPELM:
+    """Train :class:`RoPELM` on ``windows`` (or load it from ``cache_dir``)."""
+    from kexue.train import TrainConfig, fit
+
+    key = json.dumps({"tag": tag, "config": asdict(config), "steps": steps, "seed": seed,
+                      "batch": batch_size, "lr": lr, "windows": list(windows.shape)}, sort_keys=True)
+    path = Path(cache_dir) / f"lm-{tag}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    torch.manual_seed(seed)
+    model = RoPELM(config)
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        log(f"loaded cached weights {path.name}")
+    else:
+        fit(model, loss_fn, TensorDataset(windows), TrainConfig(
+            steps=steps, batch_size=batch_size, lr=lr, warmup=0.05, seed=seed, progress=False,
+            log_every=max(1, steps // 5)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path)
+    return model.eval()
+
+
+def eval_ends(val: Tensor, max_length: int, count: int) -> list[int]:
+    """``count`` evenly spaced end positions with at least ``max_length`` ids before them."""
+    if len(val) <= max_length + 1:
+        raise ValueError(f"validation text of {len(val)} ids is too short for length {max_length}")
+    return torch.linspace(max_length, len(val) - 2, count).long().tolist()
+
+
+@torch.no_grad()
+def tail_loss(model: RoPELM, val: Tensor, ends: list[int], length: int, last: int, *,
+              rope: RoPE | None = None, attention_mask: Tensor | None = None,
+              batch_size: int = 8) -> float:
+    """Mean next-token loss (nats) over the last ``last`` targets of windows of
+    ``length`` inputs ending at each of ``ends`` (target ``val[e]`` for input up to ``e-1``)."""
+    if last > length:
+        raise ValueError(f"last ({last}) must be <= length ({length})")
+    total, count = 0.0, 0
+    for i in range(0, len(ends), batch_size):
+        rows = torch.stack([val[e - length: e + 1] for e in ends[i:i + batch_size]])
+        logits = model(rows[:, :-1], rope=rope, attention_mask=attention_mask)[:, -last:]
+        loss = F.cross_entropy(logits.flatten(0, 1), rows[:, -last:].flatten(), reduction="sum")
+        total, count = total + float(loss), count + rows.shape[0] * last
+    return total / count
+
+
+@dataclass
+class Variant:
+    """An inference-time option: a RoPE for a length and an optional mask for a length."""
+
+    name: str
+    rope: Callable[[int], RoPE]
+    mask: Callable[[int], Tensor | None] = lambda n: None
+
+
+def evaluate_variants(model: RoPELM, val: Tensor, variants: list[Variant], lengths: list[int],
+                      last: int, count: int) -> dict[str, dict[int, float]]:
+    """``{variant: {length: tail loss}}`` on the same targets for every length."""
+    ends = eval_ends(val, max(lengths), count)
+    return {v.name: {n: tail_loss(model, val, ends, n, last, rope=v.rope(n),
+                                  attention_mask=v.mask(n)) for n in lengths}
+            for v in variants}
+
+
+def bits(nats: float) -> float:
+    return nats / math.log(2)

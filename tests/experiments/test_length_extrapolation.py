@@ -1,0 +1,111 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kexue.experiments._lm_harness import (
+    LMConfig,
+    RoPELM,
+    encode_chars,
+    eval_ends,
+    evaluate_variants,
+    mask_tokens,
+    tail_loss,
+    train_cached,
+    training_windows,
+)
+from kexue.experiments.base import Context
+from kexue.experiments.length_extrapolation import KEY_VARIANTS, LengthExtrapolation, variants
+from kexue.experiments.suite import _aggregate
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny shapes run fastest on one thread (and do not fight the other test processes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_encode_chars_maps_unknown_to_zero():
+    assert encode_chars("abca?", ["a", "b", "c"]).tolist() == [1, 2, 3, 1, 0]
+
+
+def test_training_windows_are_consecutive_slices():
+    ids = torch.arange(20)
+    w = training_windows(ids, 6, stride=3)
+    assert w.shape == (5, 7)
+    assert w[1].tolist() == list(range(3, 10)) and w[-1].tolist() == list(range(12, 19))
+    with pytest.raises(ValueError, match="need at least 7 ids"):
+        training_windows(torch.arange(5), 6)
+
+
+def test_mask_tokens_targets_only_masked_positions():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 50, (64, 64), generator=g)
+    inputs, targets = mask_tokens(ids, 51, 52, g)
+    picked = targets != -100
+    assert 0.12 < picked.float().mean() < 0.18
+    assert torch.equal(targets[picked], ids[picked]) and torch.equal(inputs[~picked], ids[~picked])
+    assert 0.7 < (inputs[picked] == 51).float().mean() < 0.9
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return RoPELM(LMConfig(vocab_size=12, hidden=16, layers=1, heads=2)).eval()
+
+
+def test_tail_loss_scores_the_same_targets_at_every_length(tiny_model):
+    val = torch.randint(1, 12, (200,), generator=torch.Generator().manual_seed(1))
+    ends = eval_ends(val, 64, 3)
+    assert min(ends) >= 64 and max(ends) <= len(val) - 2
+    got = tail_loss(tiny_model, val, ends, 32, 8)
+    ref = []
+    for e in ends:
+        with torch.no_grad():
+            logits = tiny_model(val[None, e - 32:e])[0, -8:]
+        ref.append(F.cross_entropy(logits, val[e - 7:e + 1], reduction="none"))
+    assert math.isclose(got, float(torch.cat(ref).mean()), rel_tol=1e-5)
+    with pytest.raises(ValueError, match="last"):
+        tail_loss(tiny_model, val, ends, 8, 16)
+
+
+def test_every_variant_is_plain_rope_within_the_training_length(tiny_model):
+    """In-length the extrapolation options change nothing except ReRoPE/windows beyond w."""
+    val = torch.randint(1, 12, (300,), generator=torch.Generator().manual_seed(2))
+    losses = evaluate_variants(tiny_model, val, variants(tiny_model.key_size, 32), [32, 64], 32, 2)
+    plain = losses["plain"][32]
+    for name in ("plain+logn", "pi", "pi+logn", "ntk", "ntk+logn", "yarn", "window"):
+        assert math.isclose(losses[name][32], plain, rel_tol=1e-5), name
+    assert not math.isclose(losses["pi"][64], losses["plain"][64], rel_tol=1e-6)
+
+
+def test_train_cached_reloads_the_same_weights(tmp_path):
+    config = LMConfig(vocab_size=10, hidden=16, layers=1, heads=2)
+    windows = torch.randint(1, 10, (40, 9))
+    a = train_cached(config, windows, steps=3, seed=0, cache_dir=tmp_path, tag="t", batch_size=4,
+                     log=lambda s: None)
+    seen = []
+    b = train_cached(config, windows, steps=3, seed=0, cache_dir=tmp_path, tag="t", batch_size=4,
+                     log=seen.append)
+    assert seen and "loaded cached" in seen[0]
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert len(list(tmp_path.glob("lm-t-s0-*.pt"))) == 1
+
+
+def test_smoke_run(tmp_path):
+    exp = LengthExtrapolation()
+    ctx = Context(0, "smoke", tmp_path, tmp_path)
+    run = exp.run(ctx)
+    assert all(math.isfinite(v) for v in run.metrics.values())
+    assert "tang_rerope-w64+logn_64_ratio" in run.metrics
+    stats = _aggregate([run], False)
+    checks = exp.checks(stats)
+    assert len(checks) == 2 * (1 + len(KEY_VARIANTS))
+    assert all(c.holds in (True, False, None) and c.detail for c in checks)
+    summary = exp.summarize(stats, [run], ctx)
+    assert len(summary.tables) == 2 and all((tmp_path / f).exists() for f in summary.figures)
