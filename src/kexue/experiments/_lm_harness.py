@@ -91,6 +91,7 @@ class LMConfig:
     talking_heads: bool = False
     scale: str = "sqrt"  # "sqrt" or "entropy"
     causal: bool = True  # False: bidirectional (MLM)
+    intermediate: int | None = None  # feed-forward size, default 4 * hidden
 
 
 class RoPELM(nn.Module):
@@ -108,7 +109,7 @@ class RoPELM(nn.Module):
         key_size = c.key_size or (c.head_size or c.hidden // c.heads)
         self.key_size = key_size
         self.embed = nn.Embedding(c.vocab_size, c.hidden)
-        self.body = Transformer(c.layers, c.hidden, c.heads, 4 * c.hidden, norm="pre",
+        self.body = Transformer(c.layers, c.hidden, c.heads, c.intermediate or 4 * c.hidden, norm="pre",
                                 layer_norm_eps=1e-5, attention={
                                     "key_size": c.key_size, "head_size": c.head_size,
                                     "talking_heads": c.talking_heads, "scale": c.scale})
@@ -139,8 +140,8 @@ def lm_loss(model: RoPELM, batch) -> Tensor:
     return F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
 
 
-def mask_tokens(ids: Tensor, mask_id: int, vocab_size: int, generator: torch.Generator,
-                rate: float = 0.15) -> tuple[Tensor, Tensor]:
+def mask_tokens(ids: Tensor, mask_id: int, vocab_size: int,
+                generator: torch.Generator | None = None, rate: float = 0.15) -> tuple[Tensor, Tensor]:
     """BERT masking: ``rate`` of positions are targets; of those 80% -> [MASK], 10% -> a
     random id, 10% kept. Returns ``(inputs, targets)`` with -100 off target."""
     pick = torch.rand(ids.shape, generator=generator) < rate

@@ -1,0 +1,58 @@
+import math
+
+import pytest
+import torch
+
+from kexue.experiments._lm_harness import LMConfig, RoPELM
+from kexue.experiments.base import Context
+from kexue.experiments.entropy_scale import EntropyScale, attention_entropy_study, mlm_accuracy
+from kexue.experiments.suite import _aggregate
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_entropy_study_scales_agree_at_512_and_entropy_drifts_less():
+    study = attention_entropy_study(64, (64, 512, 4096), trials=50, seed=0)
+    # at n = 512 the two scales are the same number, hence the same attention
+    assert study["sqrt"][512] == pytest.approx(study["entropy"][512])
+    # uniform attention bound: entropy <= log n
+    for scale in study:
+        for n, (entropy, weight) in study[scale].items():
+            assert 0 < entropy <= math.log(n) and 0 < weight < 1
+    drift = {s: study[s][4096][0] - study[s][64][0] for s in study}
+    assert abs(drift["entropy"]) < abs(drift["sqrt"])
+
+
+def test_mlm_accuracy_matches_direct_count():
+    torch.manual_seed(0)
+    model = RoPELM(LMConfig(vocab_size=12, hidden=16, layers=1, heads=2, causal=False)).eval()
+    val = torch.randint(1, 11, (256,), generator=torch.Generator().manual_seed(1))
+    acc = mlm_accuracy(model, val, 32, 128, 11, 12)
+    assert 0 <= acc <= 100
+    # a model that always predicts the target is 100% accurate
+    class Oracle(torch.nn.Module):
+        def forward(self, ids):
+            return torch.nn.functional.one_hot(val[:128].view(-1, ids.shape[1])[: len(ids)], 12).float()
+
+    assert mlm_accuracy(Oracle(), val, 32, 128, 11, 12, batch_size=100) == 100.0
+    with pytest.raises(ValueError, match="length"):
+        mlm_accuracy(model, val, 64, 32, 11, 12)
+
+
+def test_smoke_run(tmp_path):
+    exp = EntropyScale()
+    ctx = Context(0, "smoke", tmp_path, tmp_path)
+    run = exp.run(ctx)
+    assert all(math.isfinite(v) for v in run.metrics.values())
+    stats = _aggregate([run], False)
+    checks = exp.checks(stats)
+    assert len(checks) == 1 + len([k for k in run.metrics if k.startswith("sqrt_acc_")]) - 2
+    assert all(c.holds in (True, False, None) and c.detail for c in checks)
+    summary = exp.summarize(stats, [run], ctx)
+    assert len(summary.tables) == 2 and all((tmp_path / f).exists() for f in summary.figures)
