@@ -1,0 +1,123 @@
+import math
+
+import pytest
+import torch
+
+from kexue.experiments.base import Context, Stat, Stats
+from kexue.experiments.multitask import (
+    STRATEGIES,
+    MultiTaskWeighting,
+    SharedEncoderTwoHeads,
+    TwoTaskData,
+    make_mtl,
+    multitask_loss,
+    prior_losses,
+    spearman,
+    worse_task,
+)
+from kexue.experiments.suite import _aggregate
+
+
+def _batch(n=6, vocab=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = lambda: torch.randint(5, vocab, (n, 7), generator=g)
+    mask = torch.ones(n, 7, dtype=torch.long)
+    return (ids(), mask, torch.randint(0, 2, (n,), generator=g), ids(), mask, ids(), mask,
+            1000 * 5 * torch.rand(n, generator=g))
+
+
+def test_two_task_data_cycles_the_shorter_task():
+    a = (torch.arange(5), torch.arange(5) * 10)
+    b = (torch.arange(2),)
+    ds = TwoTaskData(a, b)
+    assert len(ds) == 5
+    assert [tuple(int(x) for x in ds[i]) for i in range(5)] == [
+        (0, 0, 0), (1, 10, 1), (2, 20, 0), (3, 30, 1), (4, 40, 0)]
+    with pytest.raises(ValueError):
+        TwoTaskData(a, (torch.zeros(0),))
+
+
+def test_prior_losses():
+    labels = torch.tensor([0, 0, 0, 1])
+    scores = torch.tensor([1.0, 3.0, 5.0, 7.0])
+    ce, mse = prior_losses(labels, scores)
+    assert math.isclose(ce, -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), rel_tol=1e-9)
+    assert math.isclose(mse, 5.0)  # variance of 1, 3, 5, 7 around 4
+
+
+def test_single_task_strategy_ignores_the_other_loss():
+    torch.manual_seed(0)
+    batch = _batch()
+    model = SharedEncoderTwoHeads(30, make_mtl("single-sentiment", (0.7, 1e6)), hidden=16)
+    model.eval()  # no dropout: both calls see the same network
+    loss = multitask_loss(model, batch)
+    torch.testing.assert_close(loss, model.task_losses(batch)[0])
+    loss.backward()
+    assert model.sts_head.weight.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("strategy", ["initial", "prior", "realtime", "log", "gmean"])
+def test_scale_invariant_strategies_ignore_a_rescaled_task(strategy):
+    """Multiplying the STS loss by 1000 leaves the shared-encoder gradient direction alone."""
+    torch.manual_seed(0)
+    batch = _batch()
+    grads = []
+    for scale in (1.0, 1000.0):
+        scaled = batch[:7] + (batch[7] * math.sqrt(scale),)  # MSE scales with the square
+        torch.manual_seed(0)
+        model = SharedEncoderTwoHeads(30, make_mtl(strategy, (0.7, 1e6 * scale)), hidden=16)
+        model.sts_head.weight.data.zero_()  # predictions 0: MSE = mean target^2 exactly
+        model.sts_head.bias.data.zero_()
+        model.eval()
+        multitask_loss(model, scaled).backward()
+        g = model.shared[0].weight.grad.flatten()
+        grads.append(g / g.norm())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_plain_sum_is_not_scale_invariant():
+    batch = _batch()
+    batch = batch[:7] + (batch[7] / 5000,)  # targets in [0, 1]: both losses of order 1
+    grads = []
+    for scale in (1.0, 1000.0):
+        scaled = batch[:7] + (batch[7] * math.sqrt(scale),)
+        torch.manual_seed(0)
+        model = SharedEncoderTwoHeads(30, make_mtl("fixed", (0.7, 1.0)), hidden=16)
+        model.eval()
+        multitask_loss(model, scaled).backward()
+        g = model.shared[0].weight.grad.flatten()
+        grads.append(g / g.norm())
+    assert (grads[0] - grads[1]).norm() > 1e-3
+
+
+def test_uncertainty_log_vars_are_model_parameters():
+    model = SharedEncoderTwoHeads(30, make_mtl("uncertainty", (0.7, 1.0)), hidden=16)
+    assert any(p is model.mtl.log_vars for p in model.parameters())
+
+
+def test_spearman():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert math.isclose(spearman(x, torch.tensor([10.0, 20, 30, 40])), 100.0)
+    assert math.isclose(spearman(x, -x), -100.0)
+    assert spearman(torch.ones(4), x) == 0.0
+
+
+def test_worse_task_is_the_one_the_sum_hurts_most():
+    stats = Stats({"single/sentiment": Stat([85.0]), "fixed/sentiment": Stat([70.0]),
+                   "single/sts": Stat([40.0]), "fixed/sts": Stat([41.0])})
+    assert worse_task(stats) == "sentiment"
+    stats["fixed/sts"] = Stat([20.0])
+    assert worse_task(stats) == "sts"
+
+
+def test_multitask_smoke(tmp_path):
+    exp = MultiTaskWeighting()
+    ctx = Context(seed=0, scale="smoke", workdir=tmp_path, cache_dir=tmp_path, log=lambda s: None)
+    run = exp.run(ctx)
+    assert all(math.isfinite(v) for v in run.metrics.values())
+    assert {f"{s}/sentiment" for s in STRATEGIES} <= set(run.metrics)
+    stats = _aggregate([run], False)
+    checks = exp.checks(stats)
+    assert len(checks) == 5 and all(c.holds in (True, False, None) for c in checks)
+    extra = exp.summarize(stats, [run], ctx)
+    assert (tmp_path / extra.figures[0]).exists()
