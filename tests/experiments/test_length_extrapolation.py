@@ -102,7 +102,7 @@ def test_smoke_run(tmp_path):
     ctx = Context(0, "smoke", tmp_path, tmp_path)
     run = exp.run(ctx)
     assert all(math.isfinite(v) for v in run.metrics.values())
-    assert "tang_rerope-w64+logn_64_ratio" in run.metrics
+    assert "tang_rerope+logn_64_ratio" in run.metrics
     stats = _aggregate([run], False)
     checks = exp.checks(stats)
     assert len(checks) == 2 * (1 + len(KEY_VARIANTS))

@@ -41,10 +41,10 @@ CORPORA = {"shakespeare": "tinyshakespeare", "tang": "tang"}
 # "logn" there means trained with log n, "logn†" inference only (ours)
 POST_9708 = {
     "plain": 23.16, "plain+logn": 24.02, "pi": 13.54, "pi+logn": 16.51, "ntk": 39.61,
-    "ntk+logn": 41.11, "rerope-w64+logn": 48.85, "rerope-w64": 48.48,
-    "leaky-w32-k16+logn": 49.10,
+    "ntk+logn": 41.11, "rerope+logn": 48.85, "rerope": 48.48,
+    "leaky-rerope+logn": 49.10,
 }
-KEY_VARIANTS = ("rerope-w64+logn", "leaky-w32-k16+logn", "ntk+logn")
+KEY_VARIANTS = ("rerope+logn", "leaky-rerope+logn", "ntk+logn")
 
 
 def variants(dim: int, train_length: int = TRAIN_LENGTH) -> list[Variant]:
@@ -64,9 +64,9 @@ def variants(dim: int, train_length: int = TRAIN_LENGTH) -> list[Variant]:
         Variant("ntk", rope("ntk")),
         Variant("ntk+logn", rope("ntk", log_n=True)),
         Variant("yarn", rope("yarn")),
-        Variant("rerope-w64", rope("rerope", window=L // 2)),
-        Variant("rerope-w64+logn", rope("rerope", window=L // 2, log_n=True)),
-        Variant("leaky-w32-k16+logn", rope("leaky-rerope", window=L // 4, leak=16.0, log_n=True)),
+        Variant("rerope", rope("rerope", window=L // 2)),
+        Variant("rerope+logn", rope("rerope", window=L // 2, log_n=True)),
+        Variant("leaky-rerope+logn", rope("leaky-rerope", window=L // 4, leak=16.0, log_n=True)),
     ]
 
 
@@ -151,7 +151,9 @@ class LengthExtrapolation(Experiment):
                 cells = [str(stats[metric(short, v, n)]) for n in lengths]
                 post = f"{POST_9708[v]:.2f}%" if v in POST_9708 else "–"
                 rows.append(f"| {v} | " + " | ".join(cells) + f" | {post} |")
-            tables.append(f"**{short}** (nats on the last {lengths[0]} tokens; lower is better)\n\n"
+            tables.append(f"**{short}** (nats on the last {lengths[0]} tokens; lower is better; "
+                          f"rerope: w = {lengths[0] // 2}, leaky-rerope: w = {lengths[0] // 4}, k = 16; "
+                          f"window: {lengths[0]} keys; post columns: its w256 / w128-k16 at L = 512)\n\n"
                           + "\n".join(rows))
             series = {v: (lengths, [stats[metric(short, v, n)].mean for n in lengths]) for v in names}
             path = lines(series, ctx.figure(f"loss_vs_length_{short}.png"), xlabel="evaluation length",
