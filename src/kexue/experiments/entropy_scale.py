@@ -86,7 +86,7 @@ class EntropyScale(Experiment):
     name = "entropy-scale"
     techniques = ("T32",)
     datasets = ("chinese-poetry-tang",)
-    minutes = {"quick": 6, "full": 40}
+    minutes = {"quick": 8, "full": 40}
     claim = Claim(
         post="从熵不变性看Attention的Scale操作",
         date="2021-12-21",
@@ -105,7 +105,7 @@ class EntropyScale(Experiment):
         lengths = ctx.pick(LENGTHS, LENGTHS, smoke=(16, 32))
         corpus = load_corpus("tang", max_chars=ctx.pick(1_200_000, None, smoke=60_000),
                              max_vocab=ctx.pick(1500, 4000, smoke=300))
-        steps = ctx.pick(800, 5000, smoke=10)
+        steps = ctx.pick(600, 5000, smoke=10)
         tokens = ctx.pick(8 * 512, 32 * 512, smoke=4 * 32)
         windows = training_windows(corpus.train, lengths[0] - 1, stride=lengths[0])  # rows of 64
         metrics: dict[str, float] = {}

@@ -86,7 +86,7 @@ class KeySizeTalkingHeads(Experiment):
     name = "key-size-talking-heads"
     techniques = ("T6",)
     datasets = ("tinyshakespeare",)
-    minutes = {"quick": 10, "full": 60}
+    minutes = {"quick": 12, "full": 60}
     claim = Claim(
         post="突破瓶颈，打造更强大的Transformer",
         date="2020-04-13",
@@ -107,7 +107,7 @@ class KeySizeTalkingHeads(Experiment):
         length = ctx.pick(64, 128, smoke=16)
         corpus = load_corpus("tinyshakespeare", max_chars=ctx.pick(None, None, smoke=60_000))
         windows = training_windows(corpus.train, length)
-        steps = ctx.pick(500, 4000, smoke=5)
+        steps = ctx.pick(400, 4000, smoke=5)
         ends = eval_ends(corpus.val, length, ctx.pick(64, 256, smoke=4))
         metrics: dict[str, float] = {}
         notes = []
