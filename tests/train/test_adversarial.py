@@ -1,3 +1,10 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -188,6 +195,22 @@ def test_gradient_penalty_step_matches_function():
     torch.testing.assert_close(step, ref)
 
 
+def test_gradient_penalty_step_through_fused_attention():
+    # with dropout 0, nn.MultiheadAttention takes a fused SDPA kernel that has no double
+    # backward; the step must still work (it selects the math kernel)
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.Embedding(7, 8), nn.TransformerEncoder(layer, 1,
+                                                                    enable_nested_tensor=False))
+    ids = torch.randint(0, 7, (2, 5))
+
+    def encoder_loss(m, b):
+        return m(b).pow(2).mean()
+
+    GradientPenaltyStep(model[0], 1.0)(model, ids, encoder_loss)
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_frozen_embedding_output_site_still_works():
     model, batch = make(7)
     model.emb.weight.requires_grad_(False)
@@ -287,3 +310,78 @@ def test_in_fit_and_hand_written_loop():
         opt.zero_grad()
         first = loss if first is None else first
     assert loss < first
+
+
+def _ddp_helpers():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _robust_ddp_script
+
+    return _robust_ddp_script
+
+
+def test_steps_accept_a_ddp_wrapped_model(tmp_path):
+    """One process (world size 1): a DDP-wrapped model gives the plain model's gradients."""
+    import torch.distributed as dist
+
+    helpers = _ddp_helpers()
+    data = helpers.make_data()[:8]
+    batch = (torch.stack([x for x, _ in data]), torch.tensor([t for _, t in data]))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        for name in helpers.make_steps(helpers.make_model()):
+            grads = []
+            for wrap in (False, True):
+                model = helpers.make_model()
+                step = helpers.make_steps(model)[name]
+                wrapped = nn.parallel.DistributedDataParallel(model) if wrap else model
+                torch.manual_seed(0)
+                step(wrapped, batch, helpers.loss_fn)
+                grads.append([p.grad.clone() for p in model.parameters()])
+            for a, b in zip(*grads):
+                torch.testing.assert_close(a, b)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_steps_under_ddp_with_two_processes(tmp_path):
+    """Under torchrun the extra passes run in no_sync(); the final backward reduces all
+    gradients. FGM (common, per-example) is batch-size free, so 2 x 4 equals 1 x 8."""
+    here = Path(__file__).resolve().parent
+    helpers = _ddp_helpers()
+    make_model, make_steps = helpers.make_model, helpers.make_steps
+
+    from kexue.train.loop import TrainConfig, fit
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", CI="1")
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(port), str(here / "_robust_ddp_script.py"), str(tmp_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its two workers
+        _, err = proc.communicate()
+        pytest.fail("torchrun did not finish in 300 s: " + err[-2000:])
+    assert proc.returncode == 0, err[-3000:]
+    initial = make_model().state_dict()
+    for name in make_steps(make_model()):
+        ranks = [torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1)]
+        for key, value in ranks[0].items():
+            assert torch.equal(ranks[1][key], value), (name, key)
+            assert torch.isfinite(value).all()
+        assert not torch.equal(ranks[0]["lin.weight"], initial["lin.weight"])
+    model = make_model()
+    step = make_steps(model)["fgm_common_per_example"]
+    fit(model, helpers.loss_fn, helpers.make_data(),
+        TrainConfig(**dict(helpers.CONFIG, batch_size=8)), step=step)
+    ddp = torch.load(tmp_path / "fgm_common_per_example_rank0.pt", weights_only=True)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6)

@@ -24,6 +24,12 @@ recipe, both offered here:
   common alternative perturbs the embedding outputs, one vector per token
   occurrence, normalised globally or per example (``where="output"``).
   ``where="input"`` perturbs the float input of a module (e.g. an MLP on features).
+  The perturbed matrix is swapped in for the forward pass and never written into the
+  parameter, so it is restored even when the step raises; unlike the author's in-place
+  version, an output layer tied to the embedding (an MLM head) is not perturbed.
+
+Under ``DistributedDataParallel`` the extra passes run in ``model.no_sync()`` and the
+final backward all-reduces every gradient once.
 
 All wrappers here are *steps* (:mod:`kexue.train.step`): ``step(model, batch,
 loss_fn)`` fills ``.grad`` and returns the detached clean loss, so they plug into
@@ -38,11 +44,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from kexue.train.step import LossFn, check_scalar_loss
 
@@ -51,11 +58,24 @@ __all__ = [
     "GradientPenaltyStep",
     "PerturbationSite",
     "gradient_penalty",
+    "no_sync",
     "normalize_perturbation",
 ]
 
 WHERE = ("weight", "output", "input")
 NORMS = ("global", "per_example", None)
+
+
+def no_sync(model: nn.Module) -> AbstractContextManager:
+    """``model.no_sync()`` for a ``DistributedDataParallel`` model, else a no-op.
+
+    The extra passes of a step (FGM's clean pass, VAT's power iteration) run without
+    gradient synchronisation; gradients they accumulate are all-reduced once, by the
+    final backward of the step.
+    """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return nullcontext()
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -301,12 +321,13 @@ class FGM:
         self.variant, self.norm = variant, norm
 
     def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn) -> Tensor:
-        with self.site.capture() as xs:
-            loss = check_scalar_loss(loss_fn(model, batch))
-        if self.variant == "author":
-            grads = _site_grads(loss, xs)  # gradient at the site only; no parameter grads
-        else:
-            grads = _backward_capturing(loss, xs)  # clean parameter grads + site gradient
+        with no_sync(model):
+            with self.site.capture() as xs:
+                loss = check_scalar_loss(loss_fn(model, batch))
+            if self.variant == "author":
+                grads = _site_grads(loss, xs)  # gradient at the site only; no parameter grads
+            else:
+                grads = _backward_capturing(loss, xs)  # clean parameter grads + site gradient
         deltas = [self.epsilon * d for d in normalize_perturbation(grads, self.norm)]
         with self.site.perturb(deltas):
             adversarial_loss = check_scalar_loss(loss_fn(model, batch))
@@ -324,6 +345,10 @@ def gradient_penalty(loss: Tensor, inputs: Tensor | Sequence[Tensor],
 
     The penalty FGM approximates (kexue.fm/archives/7234); the author's example uses
     ``epsilon = 1`` with the gradient taken per token occurrence of the embedding output.
+
+    The loss must come from a twice-differentiable graph: compute attention under
+    ``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)`` (the fused kernels have no
+    second derivative), as :class:`GradientPenaltyStep` does.
 
     Args:
         loss: a scalar loss whose graph reaches ``inputs``.
@@ -354,6 +379,10 @@ class GradientPenaltyStep:
     row per token occurrence, as in the author's code; ``where="output"``), the
     embedding matrix (``where="weight"``) or a module's float input (``where="input"``).
     Returns the clean loss, detached.
+
+    The forward pass runs under ``sdpa_kernel(SDPBackend.MATH)``: the fused CPU/GPU
+    attention kernels of ``scaled_dot_product_attention`` have no second derivative,
+    the math one has. (Call :func:`gradient_penalty` on a loss computed the same way.)
     """
 
     def __init__(self, embedding: nn.Module, epsilon: float = 1.0, *,
@@ -362,7 +391,7 @@ class GradientPenaltyStep:
         self.site = PerturbationSite(embedding, where)
 
     def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn) -> Tensor:
-        with self.site.capture() as xs:
+        with self.site.capture() as xs, sdpa_kernel(SDPBackend.MATH):
             loss = check_scalar_loss(loss_fn(model, batch))
         gradient_penalty(loss, xs, self.epsilon).backward()
         return loss.detach()

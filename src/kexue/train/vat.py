@@ -35,6 +35,8 @@ without ``"labelled"`` only the consistency loss is trained). The step backpropa
 consistency loss when there is no labelled part), detached. The model's prediction on a
 batch comes from ``predict_fn(model, batch)`` (default: ``model(batch)`` or
 ``model(**batch)`` for a mapping, taking ``.logits`` of a Hugging Face output).
+The extra forward passes also update running statistics of batch-norm layers, and
+dropout draws new masks in each of them (as in the author's code).
 For a hand-written loop, :meth:`VAT.loss` returns the differentiable consistency loss::
 
     loss = F.cross_entropy(model(x_lab), y) + vat.loss(model, x_unlab)
@@ -54,6 +56,7 @@ from kexue.train.adversarial import (
     _check_positive,
     _describe,
     _site_grads,
+    no_sync,
     normalize_perturbation,
 )
 from kexue.train.step import LossFn, check_scalar_loss
@@ -152,7 +155,7 @@ class _ConsistencyStep:
 
     def _clean(self, model: nn.Module, batch: Any) -> tuple[Tensor, list[Tensor]]:
         """The detached clean prediction and the (detached) site tensors, for shapes."""
-        with torch.no_grad(), self.site.capture() as xs:
+        with torch.no_grad(), no_sync(model), self.site.capture() as xs:
             clean = self.predict_fn(model, batch)
         return clean.detach(), [x.detach() for x in xs]
 
@@ -222,7 +225,8 @@ class VAT(_ConsistencyStep):
         u = [torch.randn_like(x) for x in xs]
         for _ in range(self.n_power_iterations):
             probes = [(self.xi * d).requires_grad_() for d in normalize_perturbation(u, self.norm)]
-            u = _site_grads(self._consistency(model, batch, clean, probes), probes)  # ~ H u
+            with no_sync(model):
+                u = _site_grads(self._consistency(model, batch, clean, probes), probes)  # ~ H u
         return normalize_perturbation(u, self.norm)
 
     def perturbation(self, model: nn.Module, batch: Any) -> list[Tensor]:
