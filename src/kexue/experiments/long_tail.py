@@ -28,7 +28,7 @@ seed; n_max is lowered when the pool cannot fill the profile.
   ratio 75 after rounding the tail to 2); test_public, already balanced (134 per class).
 * ``iflytek``: IFLYTEK has 119 classes with at most 78 pool examples each, so only the 20
   classes with the largest pool (train_few_all + dev_few_all) are kept; n_max = 78 ->
-  about 430 descriptions (ratio 78); test_public restricted to those classes and
+  359 descriptions (ratio 78); test_public restricted to those classes and
   subsampled to 30 per class.
 * ``sentiment``: binary Chinese sentiment, positive (the larger class) is the head:
   n_max = 4000 (quick) / 8000 (full) positives and 1/100 as many negatives; the test set
