@@ -337,8 +337,9 @@ class CoSENTChinese(Experiment):
                     zh_sentence_encoder(model, tokenizer, "mean", config.max_length), test_rows)
             ctx.log("      " + task + ": " + ", ".join(
                 f"{k} {metrics[f'{k}/{task}']:.1f}" for k in ("untuned", *LOSSES)))
-        for kind in ("untuned", *LOSSES):
-            metrics[f"{kind}/avg"] = sum(metrics[f"{kind}/{t}"] for t in tasks) / len(tasks)
+        averages = {f"{kind}/avg": sum(metrics[f"{kind}/{t}"] for t in tasks) / len(tasks)
+                    for kind in (*LOSSES, "untuned")}
+        metrics = {**averages, **metrics}  # the averages first: the report's key metrics
         pretrained = pretraining_summary(config, ctx.cache_dir)
         return Run(
             metrics,
