@@ -169,3 +169,22 @@ def test_cli_reproduce_by_technique_and_report(fakes, capsys):
 
 def test_cli_exit_code_reports_errors(fakes):
     assert cli.main(["reproduce", "fake-broken", "--out", str(fakes / "r")]) == 1
+
+
+def test_cli_readme_table_from_merged_reports(fakes, capsys):
+    assert cli.main(["reproduce", "fake-good", "--out", str(fakes / "r1")]) == 0
+    assert cli.main(["reproduce", "fake-broken", "--out", str(fakes / "r2")]) == 1
+    readme = fakes / "README.md"
+    readme.write_text(f"intro\n{cli.START}\nold\n{cli.END}\noutro\n")
+    assert cli.main(["readme", "--readme", str(readme), "--report", str(fakes / "r1"),
+                     "--report", str(fakes / "r2")]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.count("| T") >= 34 and "| T12 | BERT-whitening |" in text
+
+
+def test_cli_readme_needs_markers(fakes, capsys):
+    readme = fakes / "README.md"
+    readme.write_text("no markers\n")
+    assert cli.main(["readme", "--readme", str(readme)]) == 2
+    assert "markers" in capsys.readouterr().err
