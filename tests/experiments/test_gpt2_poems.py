@@ -19,7 +19,7 @@ def test_poem_blocks_concatenate_with_separators():
 def test_unigram_cross_entropy_matches_direct_formula():
     train = torch.tensor([[0, 0, 1, 2]])
     held = torch.tensor([[0, 2]])
-    p = torch.tensor([3.0, 2.0, 2.0]) / 7.0  # add-one counts over a vocabulary of 3
+    p = torch.tensor([3.0, 2.0, 2.0], dtype=torch.float64) / 7.0  # add-one counts, vocabulary 3
     want = -(p[0].log() + p[2].log()) / 2
     assert math.isclose(unigram_cross_entropy(train, held, 3), float(want), rel_tol=1e-12)
 

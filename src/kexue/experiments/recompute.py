@@ -84,7 +84,7 @@ class Recompute(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        shape = dict(layers=12, hidden=ctx.pick(256, 768, smoke=64), seq=ctx.pick(256, 512, smoke=32),
+        shape = dict(layers=ctx.pick(12, 12, smoke=2), hidden=ctx.pick(256, 768, smoke=64), seq=ctx.pick(256, 512, smoke=32),
                      batch=ctx.pick(8, 8, smoke=2), steps=ctx.pick(3, 5, smoke=1), seed=ctx.seed)
         plain = measure_in_subprocess(recompute=False, **shape)
         rec = measure_in_subprocess(recompute=True, **shape)
