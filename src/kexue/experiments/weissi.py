@@ -34,9 +34,10 @@ NOISE_RATE = 0.3
 ARMS = ("none", "l2", "adamw", "weissi")
 GRIDS: dict[str, tuple[Any, ...]] = {
     "none": (None,),
-    "l2": (1e-4, 1e-3, 1e-2),  # lambda of lambda * sum ||W||_F^2
+    "l2": (1e-3, 1e-2, 1e-1),  # lambda of lambda * sum ||W||_F^2
     "adamw": (0.1, 1.0, 10.0),  # AdamW weight_decay (times lr per step)
-    "weissi": ((1e-3, 1e-4), (1e-3, 1e-3), (1e-2, 1e-4), (1e-2, 1e-3)),  # (lambda1, lambda2)
+    # (lambda1, lambda2)
+    "weissi": tuple((l1, l2) for l1 in (1e-3, 1e-2, 1e-1) for l2 in (1e-3, 1e-2)),
 }
 
 
@@ -130,7 +131,7 @@ def train_arm(arm: str, strength: Any, train: TensorDataset, *, steps: int, seed
 class Weissi(Experiment):
     name = "weissi"
     techniques = ("T2",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 3, "full": 10}
+    minutes: ClassVar[dict[str, float]] = {"quick": 5, "full": 15}
     claim = Claim(
         post="L2正则没有想象那么好？可能是\"权重尺度偏移\"惹的祸",
         date="2020-08-14",
@@ -146,7 +147,7 @@ class Weissi(Experiment):
 
     def run(self, ctx: Context) -> Run:
         n_train, n_val = ctx.pick((800, 200), (1000, 300), smoke=(64, 32))
-        steps = ctx.pick(1000, 3000, smoke=3)
+        steps = ctx.pick(2000, 4000, smoke=3)
         hidden = ctx.pick(256, 256, smoke=16)
         train, val, test = digits_splits(n_train, n_val, NOISE_RATE, seed=0)
         metrics: dict[str, float] = {}
