@@ -40,10 +40,11 @@ def load_all() -> dict[str, type[Experiment]]:
 
 
 def resolve(names: list[str] | None) -> list[type[Experiment]]:
-    """Experiments by name or technique number (``T12``); all of them if ``names`` is empty."""
+    """Experiments by name or technique number (``T12``); all of them if ``names`` is empty,
+    quickest first (by expected quick-scale minutes) so a report fills up early."""
     experiments = load_all()
     if not names:
-        return list(experiments.values())
+        return sorted(experiments.values(), key=lambda e: e.minutes.get("quick", 1e9))
     chosen: list[type[Experiment]] = []
     for name in names:
         if name in experiments:
