@@ -44,8 +44,9 @@ bench: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 
+# README's technique table, with verdicts from the committed evidence runs in docs/evidence/
 readme: $(VENV)/.demo
-	$(BIN)/kexue readme
+	$(BIN)/kexue readme $(foreach d,$(sort $(wildcard docs/evidence/*/results.json)),--report $(dir $(d)))
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache
