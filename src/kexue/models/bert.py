@@ -34,6 +34,13 @@ from kexue.nn.position import LearnedPositionEmbedding, RotaryEmbedding, sinusoi
 from kexue.nn.transformer import Transformer, get_activation
 
 
+def check_input_ids(input_ids: Tensor) -> None:
+    """Raise ``ValueError`` unless ``input_ids`` is an integer ``(batch, seq)`` tensor."""
+    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
+        got = (tuple(input_ids.shape), input_ids.dtype) if isinstance(input_ids, Tensor) else input_ids
+        raise ValueError(f"input_ids must be an integer (batch, seq) tensor, got {got}")
+
+
 @dataclass
 class BertOutput:
     last_hidden_state: Tensor  # (batch, seq, hidden)
@@ -156,17 +163,7 @@ class Bert(nn.Module):
         includes cached positions. ``is_causal`` adds the LM mask; ``attn_bias`` is an
         additive logit bias ``(batch|1, heads|1, seq, keys)``.
         """
-        if (
-            not isinstance(input_ids, Tensor)
-            or input_ids.dim() != 2
-            or input_ids.is_floating_point()
-        ):
-            got = (
-                (tuple(input_ids.shape), input_ids.dtype)
-                if isinstance(input_ids, Tensor)
-                else input_ids
-            )
-            raise ValueError(f"input_ids must be an integer (batch, seq) tensor, got {got}")
+        check_input_ids(input_ids)
         b, t = input_ids.shape
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         if token_type_ids is None:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue.models.bert import check_input_ids
 from kexue.models.hf import (
     GPT2_IGNORED,
     GPT2_IGNORED_SUFFIXES,
@@ -96,17 +97,7 @@ class GPT2(nn.Module):
 
         ``attention_mask`` ``(batch, past + seq)`` 0/1 marks padding keys (for
         left-padded batches; positions then count real tokens only)."""
-        if (
-            not isinstance(input_ids, Tensor)
-            or input_ids.dim() != 2
-            or input_ids.is_floating_point()
-        ):
-            got = (
-                (tuple(input_ids.shape), input_ids.dtype)
-                if isinstance(input_ids, Tensor)
-                else input_ids
-            )
-            raise ValueError(f"input_ids must be an integer (batch, seq) tensor, got {got}")
+        check_input_ids(input_ids)
         b, t = input_ids.shape
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         mask = None
