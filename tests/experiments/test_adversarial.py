@@ -92,7 +92,7 @@ def test_results_table_lists_every_variant_with_time_ratio():
 def test_smoke_run_gives_finite_metrics_and_well_formed_checks(tmp_path):
     exp = AdversarialTraining()
     run = exp.run(Context(0, "smoke", tmp_path, tmp_path, log=lambda s: None))
-    assert len(run.metrics) == 2 * len(VARIANTS) * 3
+    assert len(run.metrics) == 2 * len(VARIANTS) * 3 + 2  # + majority-class accuracy per task
     assert all(math.isfinite(v) for v in run.metrics.values())
     assert all(0 <= run.metrics[f"{t}/{v}/accuracy"] <= 100
                for t in ("sentiment", "sst2") for v in VARIANTS)
@@ -101,3 +101,15 @@ def test_smoke_run_gives_finite_metrics_and_well_formed_checks(tmp_path):
     assert len(checks) == 8 and all(c.holds is None for c in checks)  # one seed: noise unknown
     extra = exp.summarize(stats, [run], Context(0, "smoke", tmp_path, tmp_path))
     assert (tmp_path / extra.figures[0]).exists() and len(extra.tables) == 2
+
+
+def test_summary_flags_a_task_whose_baseline_is_near_the_majority_class(tmp_path):
+    stats = Stats()
+    for t, base in (("sentiment", 82.0), ("sst2", 53.0)):
+        stats[f"{t}/majority_accuracy"] = Stat([50.0, 50.0])
+        for v in VARIANTS:
+            stats[f"{t}/{v}/accuracy"] = Stat([base, base + 1])
+            stats[f"{t}/{v}/seconds"] = Stat([1.0, 1.0])
+    extra = AdversarialTraining().summarize(stats, [], Context(0, "smoke", tmp_path, tmp_path))
+    flagged = [n for n in extra.notes if "not learned" in n]
+    assert len(flagged) == 1 and flagged[0].startswith("sst2:")
