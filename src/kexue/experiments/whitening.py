@@ -48,18 +48,25 @@ def whitening_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def whitening_scores(
-    emb_a: np.ndarray, emb_b: np.ndarray, gold: np.ndarray, n_eval: int
+    emb_a: np.ndarray,
+    emb_b: np.ndarray,
+    gold: np.ndarray,
+    n_eval: int,
+    kept: dict[str, int | None] = VARIANTS,
 ) -> dict[str, float]:
-    """Spearman x100 on the last ``n_eval`` pairs for raw and whitened vectors.
+    """Spearman x100 on the last ``n_eval`` pairs for each variant of ``kept``
+    (name -> ``None`` raw, ``0`` full whitening, ``k`` whitening-k).
 
     The whitening is fitted on every sentence vector given (both sides, all splits).
     """
     from kexue.embed import Whitening, sts_spearman
 
+    if not 2 <= n_eval <= len(gold):
+        raise ValueError(f"expected 2 <= n_eval <= {len(gold)} pairs, got {n_eval}")
     out = {}
     fit_on = np.concatenate([emb_a, emb_b])
     ea, eb, g = emb_a[-n_eval:], emb_b[-n_eval:], gold[-n_eval:]
-    for variant, k in VARIANTS.items():
+    for variant, k in kept.items():
         if k is None:
             out[variant] = 100 * sts_spearman(ea, eb, g)
         else:

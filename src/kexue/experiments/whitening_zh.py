@@ -24,6 +24,7 @@ import numpy as np
 
 from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.experiments.registry import register
+from kexue.experiments.whitening import whitening_scores
 
 POOLINGS = {"cls": "P1", "mean": "P3", "first-last-avg": "P4"}
 TASKS = ("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")
@@ -70,20 +71,7 @@ def whitening_scores_k(emb_a: np.ndarray, emb_b: np.ndarray, gold: np.ndarray, n
                        kept: dict[str, int | None]) -> dict[str, float]:
     """Spearman x100 on the last ``n_eval`` pairs for each variant of ``kept`` (see
     :func:`variants`); whitening is fitted on all the vectors given (both sides)."""
-    from kexue.embed import Whitening, sts_spearman
-
-    if not 2 <= n_eval <= len(gold):
-        raise ValueError(f"expected 2 <= n_eval <= {len(gold)} pairs, got {n_eval}")
-    fit_on = np.concatenate([emb_a, emb_b])
-    ea, eb, g = emb_a[-n_eval:], emb_b[-n_eval:], gold[-n_eval:]
-    out = {}
-    for name, k in kept.items():
-        if k is None:
-            out[name] = 100 * sts_spearman(ea, eb, g)
-        else:
-            w = Whitening(n_components=k or None).fit(fit_on)
-            out[name] = 100 * sts_spearman(w.transform(ea), w.transform(eb), g)
-    return out
+    return whitening_scores(emb_a, emb_b, gold, n_eval, kept)
 
 
 @register
