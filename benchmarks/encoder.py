@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import torch
 import transformers
 
 from kexue.models import Bert, BertConfig
+from kexue.nn import saved_activation_bytes
 
 transformers.logging.set_verbosity_error()
 
@@ -112,23 +112,13 @@ def time_round_robin(steps: dict[str, Any], warmup: int, repeats: int) -> dict[s
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
-def saved_activation_bytes(model, ids: torch.Tensor, mask: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward during one training forward (unique storages,
-    parameters excluded)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(ids, attention_mask=mask).last_hidden_state
-    del out
-    return sum(seen.values())
+def _status_mb(field: str) -> float:
+    """``VmRSS`` or ``VmHWM`` of this process in MB. ``ru_maxrss`` would not do: after
+    fork + exec it starts from the parent's size, which holds every model."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def child_peak_rss(spec: dict[str, Any]) -> dict[str, float]:
@@ -143,10 +133,10 @@ def _child(spec: dict[str, Any]) -> None:
     ids, mask = make_batch(spec["batch"], spec["seq"])
     model = build(spec["impl"], spec["config"], recompute=spec.get("recompute", False))
     step = make_step(model, spec["mode"], ids, mask)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _status_mb("VmRSS")
     for _ in range(2):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     print(json.dumps({"peak_mb": peak, "after_build_mb": base}))
 
 
@@ -188,7 +178,10 @@ def bench_recompute(name: str, batch: int, seq: int, warmup: int, repeats: int) 
             "off": Bert.from_pretrained(folder),
             "on": Bert.from_pretrained(folder, recompute=True),
         }
-    saved = {k: saved_activation_bytes(m, ids, mask) for k, m in models.items()}
+    for m in models.values():
+        m.train()
+    saved = {k: saved_activation_bytes(m, lambda m=m: m(ids, attention_mask=mask).last_hidden_state)
+             for k, m in models.items()}
     steps = {k: make_step(m, "train", ids, mask) for k, m in models.items()}
     ms = time_round_robin(steps, warmup, repeats)
     del steps, models

@@ -5,7 +5,12 @@ from torch import nn
 from kexue.nn.attention import RotaryAngles
 from kexue.nn.masks import padding_mask, permutation_mask
 from kexue.nn.position import RotaryEmbedding
-from kexue.nn.transformer import Transformer, TransformerBlock, get_activation
+from kexue.nn.transformer import (
+    Transformer,
+    TransformerBlock,
+    get_activation,
+    saved_activation_bytes,
+)
 
 H, HEADS, FF = 16, 4, 32
 
@@ -58,22 +63,20 @@ def test_recompute_saves_fewer_activations():
     torch.manual_seed(0)
     model = Transformer(4, H, HEADS, FF)
     x = torch.randn(2, 8, H, requires_grad=True)
-
-    def saved_bytes():
-        total = []
-
-        def pack(t):
-            total.append(t.numel() * t.element_size())
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(x)
-        return sum(total)
-
-    model.recompute = False
-    plain = saved_bytes()
+    plain = saved_activation_bytes(model, lambda: model(x))
     model.recompute = True
-    assert saved_bytes() < plain / 3
+    kept = saved_activation_bytes(model, lambda: model(x))
+    # recompute keeps each block's input (and the tensors the checkpoint itself needs)
+    assert 0 < kept < plain / 3
+
+
+def test_saved_activation_bytes_counts_storages_once_and_skips_parameters():
+    lin = nn.Linear(3, 4, bias=False)
+    x = torch.randn(5, 3, requires_grad=True)
+    # y = x W^T saves x (for dW) and W (for dx); W is a parameter, so only x counts
+    assert saved_activation_bytes(lin, lambda: lin(x)) == x.numel() * 4
+    # x * x saves x twice: one storage
+    assert saved_activation_bytes(lin, lambda: x * x) == x.numel() * 4
 
 
 def test_hidden_states_and_cache_shapes():

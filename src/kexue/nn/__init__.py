@@ -32,4 +32,5 @@ from kexue.nn.transformer import (  # noqa: F401  (T5: blocks, recompute)
     Transformer,
     TransformerBlock,
     get_activation,
+    saved_activation_bytes,
 )

@@ -155,3 +155,26 @@ class Transformer(nn.Module):
             None if presents is None else tuple(presents),
             None if hidden is None else tuple(hidden),
         )
+
+
+def saved_activation_bytes(module: nn.Module, forward: Callable[[], Any]) -> int:
+    """Bytes of tensors autograd saves for backward while ``forward()`` runs.
+
+    Counts each storage once and leaves out ``module``'s parameters, so the figure is
+    the activation memory a training step holds between forward and backward — what
+    recompute shrinks. Measured with ``torch.autograd.graph.saved_tensors_hooks``; it
+    does not depend on the allocator or on what else the process holds.
+    """
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = forward()
+    del out
+    return sum(seen.values())
