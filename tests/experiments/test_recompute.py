@@ -6,7 +6,7 @@ from kexue.experiments.suite import _aggregate
 
 
 def test_measure_reports_memory_and_time():
-    shape = dict(layers=2, hidden=64, seq=16, batch=2, steps=1, seed=0)
+    shape = {"layers": 2, "hidden": 64, "seq": 16, "batch": 2, "steps": 1, "seed": 0}
     on, off = measure(recompute=True, **shape), measure(recompute=False, **shape)
     assert on["peak_extra_mb"] >= 0 and on["step_seconds"] > 0
     assert 0 < on["saved_mb"] < off["saved_mb"]

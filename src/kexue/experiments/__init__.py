@@ -21,13 +21,13 @@ from kexue.experiments.base import (
 from kexue.experiments.registry import UnknownExperiment, load_all, register, resolve
 
 __all__ = [
+    "INCONCLUSIVE",
+    "NOT_REPRODUCED",
+    "REPRODUCED",
     "Check",
     "Claim",
     "Context",
     "Experiment",
-    "INCONCLUSIVE",
-    "NOT_REPRODUCED",
-    "REPRODUCED",
     "Run",
     "Skip",
     "Stat",

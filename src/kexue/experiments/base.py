@@ -18,9 +18,10 @@ is declared ``deterministic`` (e.g. evaluating a fixed pretrained model).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"

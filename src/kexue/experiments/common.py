@@ -8,8 +8,9 @@ tensors, training through :func:`kexue.train.fit`, and the metrics the claims us
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

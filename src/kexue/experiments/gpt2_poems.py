@@ -12,7 +12,6 @@ held-out cross-entropy by more than 30%, and its samples go in the report.
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -102,10 +101,10 @@ class GPT2Poems(Experiment):
             {"gpt2_val_nats": val_loss, "unigram_val_nats": unigram,
              "improvement": 1 - val_loss / unigram, "gpt2_val_perplexity": math.exp(val_loss)},
             samples=samples,
-            notes=[f"{len(train_poems)} training poems, {len(val_poems)} held out; vocabulary "
+            notes=[(f"{len(train_poems)} training poems, {len(val_poems)} held out; vocabulary "
                    f"{tok.vocab_size} characters (min count 2); blocks of {block}; {steps} "
                    f"steps of batch 32; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
-                   "parameters; samples with top-p 0.95."],
+                   "parameters; samples with top-p 0.95.")],
         )
 
     def checks(self, stats: Stats) -> list[Check]:

@@ -71,7 +71,7 @@ def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, ste
 
 def measure_in_subprocess(**kwargs) -> dict[str, float]:
     code = ("import json, sys; from kexue.experiments.recompute import measure; "
-            f"print(json.dumps(measure(**json.loads(sys.argv[1]))))")
+            "print(json.dumps(measure(**json.loads(sys.argv[1]))))")
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
                          text=True, check=True, env=env)
@@ -96,8 +96,9 @@ class Recompute(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        shape = dict(layers=ctx.pick(12, 12, smoke=2), hidden=ctx.pick(256, 768, smoke=64), seq=ctx.pick(256, 512, smoke=32),
-                     batch=ctx.pick(8, 8, smoke=2), steps=ctx.pick(3, 5, smoke=1), seed=ctx.seed)
+        shape = {"layers": ctx.pick(12, 12, smoke=2), "hidden": ctx.pick(256, 768, smoke=64),
+                 "seq": ctx.pick(256, 512, smoke=32), "batch": ctx.pick(8, 8, smoke=2),
+                 "steps": ctx.pick(3, 5, smoke=1), "seed": ctx.seed}
         plain = measure_in_subprocess(recompute=False, **shape)
         rec = measure_in_subprocess(recompute=True, **shape)
         return Run({
@@ -110,12 +111,12 @@ class Recompute(Experiment):
             "recompute_peak_extra_mb": rec["peak_extra_mb"],
             "plain_step_seconds": plain["step_seconds"],
             "recompute_step_seconds": rec["step_seconds"],
-        }, notes=[f"Encoder {shape['layers']} layers, hidden {shape['hidden']}, batch "
+        }, notes=[(f"Encoder {shape['layers']} layers, hidden {shape['hidden']}, batch "
                   f"{shape['batch']} x seq {shape['seq']}, dropout 0.1, AdamW, each in a fresh "
                   "process. memory_ratio = bytes autograd saves for backward (recompute / "
                   "plain); rss_ratio = peak RSS of the first forward + backward above the "
                   "loaded model (activations plus gradients, which recompute does not shrink, "
-                  "plus allocator slack)."])
+                  "plus allocator slack).")])
 
     def checks(self, stats: Stats) -> list[Check]:
         return [stats.below("memory_ratio", 1 / 3), stats.below("time_ratio", 1.35)]

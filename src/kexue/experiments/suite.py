@@ -17,9 +17,10 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import kexue
 from kexue.experiments.base import (
@@ -242,7 +243,7 @@ def reproduce(
         else:
             try:
                 record = run_experiment(exp, scale, seeds, workdir, log)
-            except Exception as e:  # an experiment's bug must not lose the others' results
+            except Exception as e:  # noqa: BLE001  an experiment's bug must not lose the others' results
                 record = {"name": exp.name, "techniques": list(exp.techniques),
                           "claim": exp.claim.to_dict(), "scale": scale, "seeds": seeds,
                           "status": "error", "verdict": "error",

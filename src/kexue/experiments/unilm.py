@@ -57,10 +57,9 @@ def seq2seq_loss(model: torch.nn.Module, batch: tuple[Tensor, ...], unilm: bool)
 @torch.no_grad()
 def exact_match(model: torch.nn.Module, data: TensorDataset, unilm: bool, max_len: int) -> float:
     """Greedy decoding of every target; percent of targets reproduced exactly (with [SEP])."""
-    from kexue.nn import unilm_mask
 
     model.eval()
-    ids, seg, mask, src_len = data.tensors
+    ids, _seg, _mask, src_len = data.tensors
     hits = 0
     for length in src_len.unique().tolist():
         rows = (src_len == length).nonzero().squeeze(1)
@@ -122,8 +121,8 @@ class UniLMSeq2Seq(Experiment):
             key = "unilm" if unilm else "bidirectional"
             metrics[f"{key}_exact_match"] = exact_match(model, test, unilm, max_len)
             metrics[f"{key}_final_train_loss"] = result.history[-1]["loss"]
-        return Run(metrics, notes=[f"Reverse digit strings of length 3-{max_len}; 2 layers, "
-                                   f"hidden 64, {steps} steps of batch 64; greedy decoding."])
+        return Run(metrics, notes=[(f"Reverse digit strings of length 3-{max_len}; 2 layers, "
+                                   f"hidden 64, {steps} steps of batch 64; greedy decoding.")])
 
     def checks(self, stats: Stats) -> list[Check]:
         return [

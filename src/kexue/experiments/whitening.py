@@ -110,8 +110,8 @@ class BertWhitening(Experiment):
         return Run(
             metrics,
             tables=[whitening_table(rows), POST_TABLE],
-            notes=[f"Whitening fitted on {fitted} ({2 * len(a)} vectors), evaluated on the "
-                   f"{n_eval} test pairs; Spearman x100 of cosine vs gold."],
+            notes=[(f"Whitening fitted on {fitted} ({2 * len(a)} vectors), evaluated on the "
+                   f"{n_eval} test pairs; Spearman x100 of cosine vs gold.")],
         )
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:

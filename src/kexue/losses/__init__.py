@@ -1,4 +1,14 @@
 
+from kexue.losses.cosent import (  # noqa: F401  (T33: CoSENT and its baselines)
+    CoSENTLoss,
+    SBERTSoftmaxLoss,
+    cosent_loss,
+    cosent_loss_from_embeddings,
+    cosent_loss_pairwise,
+    cosine_mse_loss,
+    pair_cosine,
+)
+from kexue.losses.flooding import AlternatingFlooding, flooding  # noqa: F401  (T3: flooding)
 from kexue.losses.imbalance import (  # noqa: F401  (T22: class imbalance)
     class_weighted_cross_entropy,
     f1_weighted_cross_entropy,
@@ -16,13 +26,3 @@ from kexue.losses.multilabel import (  # noqa: F401  (T22: multilabel categorica
     sparse_multilabel_categorical_crossentropy,
 )
 from kexue.losses.multitask import MultiTaskLoss  # noqa: F401  (T21: multi-task weighting)
-from kexue.losses.cosent import (  # noqa: F401  (T33: CoSENT and its baselines)
-    CoSENTLoss,
-    SBERTSoftmaxLoss,
-    cosent_loss,
-    cosent_loss_from_embeddings,
-    cosent_loss_pairwise,
-    cosine_mse_loss,
-    pair_cosine,
-)
-from kexue.losses.flooding import AlternatingFlooding, flooding  # noqa: F401  (T3: flooding)

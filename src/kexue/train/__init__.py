@@ -1,6 +1,12 @@
 """Training: the loop (:mod:`kexue.train.loop`) and the step protocol
 (:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow."""
 
+from kexue.train.adversarial import (  # noqa: F401  (T7: FGM, gradient penalty)
+    FGM,
+    GradientPenaltyStep,
+    PerturbationSite,
+    gradient_penalty,
+)
 from kexue.train.loop import (  # noqa: F401  (the training loop)
     TrainConfig,
     TrainResult,
@@ -12,12 +18,6 @@ from kexue.train.step import (  # noqa: F401  (the step protocol)
     Step,
     check_scalar_loss,
     plain_step,
-)
-from kexue.train.adversarial import (  # noqa: F401  (T7: FGM, gradient penalty)
-    FGM,
-    GradientPenaltyStep,
-    PerturbationSite,
-    gradient_penalty,
 )
 from kexue.train.vat import (  # noqa: F401  (T4: VAT, noise, Rademacher estimator)
     VAT,

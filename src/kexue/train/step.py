@@ -14,9 +14,9 @@ hand-written loop without either being edited::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-import torch
 from torch import Tensor, nn
 
 LossFn = Callable[[nn.Module, Any], Tensor]
@@ -41,4 +41,4 @@ def plain_step(model: nn.Module, batch: Any, loss_fn: LossFn) -> Tensor:
     return loss.detach()
 
 
-__all__ = ["LossFn", "Step", "plain_step", "check_scalar_loss"]
+__all__ = ["LossFn", "Step", "check_scalar_loss", "plain_step"]
