@@ -11,6 +11,7 @@ from kexue.experiments.adversarial import (
     bert_scale_embeddings_,
     make_step,
     results_table,
+    task_tokenizer,
 )
 from kexue.experiments.base import Context, Stat, Stats
 from kexue.experiments.common import TextClassifier, cross_entropy_loss
@@ -42,6 +43,14 @@ def test_bert_scale_embeddings_sets_row_norms_and_zero_padding_only():
     assert abs(model.position.weight.norm(dim=1).mean().item() - 0.5) < 0.03
     assert torch.equal(model.embedding.weight[0], torch.zeros(64))
     assert torch.equal(model.head.weight, head_before)
+
+
+def test_task_tokenizer_is_wordpiece_for_english_and_characters_for_chinese():
+    en = task_tokenizer("sst2", ["a gripping film"])
+    assert en.tokenize("a gripping film") == ["a", "gripping", "film"]
+    assert en.pad_token_id == 0
+    zh = task_tokenizer("sentiment", ["很好看", "很好"])
+    assert [zh.id_to_token(i) for i in zh.encode("很好", add_special_tokens=False)] == ["很", "好"]
 
 
 def test_make_step_builds_the_named_variant():

@@ -88,6 +88,16 @@ class MathAttention:
         return f"MathAttention({self.step!r})"
 
 
+def task_tokenizer(task_name: str, texts: list[str]) -> Any:
+    """Characters for Chinese; MiniLM's WordPiece vocabulary for English (SST-2), where
+    a one-layer model over characters stays near chance in a few hundred steps."""
+    from kexue.data import CharTokenizer, WordPieceTokenizer, minilm_path
+
+    if task_name == "sst2":
+        return WordPieceTokenizer.from_pretrained(minilm_path())
+    return CharTokenizer.fit(texts, min_count=2)
+
+
 def make_step(variant: str, model: nn.Module) -> Any:
     """The training step of ``variant`` (``None`` = the plain step)."""
     from kexue.train import FGM, GradientPenaltyStep
@@ -135,7 +145,6 @@ class AdversarialTraining(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        from kexue.data import CharTokenizer
         from kexue.experiments.common import (
             TextClassifier,
             classification_metrics,
@@ -154,7 +163,7 @@ class AdversarialTraining(Experiment):
         metrics: dict[str, float] = {}
         for task_name in TASKS:
             task = load_task(task_name, max_train, max_test, seed=0)  # one fixed subset
-            tok = CharTokenizer.fit([t for t, _ in task.train], min_count=2)
+            tok = task_tokenizer(task_name, [t for t, _ in task.train])
             train = tensorize(tok, task.train, max_length)
             test = tensorize(tok, task.test, max_length)
             for variant in VARIANTS:
