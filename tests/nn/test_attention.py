@@ -30,17 +30,21 @@ def _masks():
 
 @pytest.mark.parametrize("mask_name", list(_masks()))
 @pytest.mark.parametrize("scale", ["sqrt", "entropy", 0.3])
-def test_sdpa_equals_explicit(mask_name, scale):
+@pytest.mark.parametrize("key_size", [6, 2, 4])  # head_size is 4: larger, smaller, equal
+def test_sdpa_equals_explicit(mask_name, scale, key_size):
     mask, causal = _masks()[mask_name]
-    attn = _attn(scale=scale, key_size=6)
-    x = torch.randn(B, T, H, dtype=torch.float64)
+    attn = _attn(scale=scale, key_size=key_size)
     bias = torch.randn(1, HEADS, T, T, dtype=torch.float64)
     for attn_bias in (None, bias):
-        attn.use_sdpa = True
-        y1, _ = attn(x, mask, is_causal=causal, attn_bias=attn_bias)
-        attn.use_sdpa = False
-        y2, _ = attn(x, mask, is_causal=causal, attn_bias=attn_bias)
-        torch.testing.assert_close(y1, y2, rtol=1e-10, atol=1e-10)
+        out = []
+        for use_sdpa in (True, False):
+            attn.use_sdpa = use_sdpa
+            torch.manual_seed(1)
+            x = torch.randn(B, T, H, dtype=torch.float64, requires_grad=True)
+            y, _ = attn(x, mask, is_causal=causal, attn_bias=attn_bias)
+            (grad,) = torch.autograd.grad(y.pow(2).sum(), x)
+            out.append((y, grad))
+        torch.testing.assert_close(out[0], out[1], rtol=1e-10, atol=1e-10)
 
 
 def test_explicit_matches_textbook_formula():
