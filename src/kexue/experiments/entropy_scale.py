@@ -106,7 +106,7 @@ class EntropyScale(Experiment):
         corpus = load_corpus("tang", max_chars=ctx.pick(1_200_000, None, smoke=60_000),
                              max_vocab=ctx.pick(1500, 4000, smoke=300))
         steps = ctx.pick(600, 5000, smoke=10)
-        tokens = ctx.pick(8 * 512, 32 * 512, smoke=4 * 32)
+        tokens = ctx.pick(64 * 512, 128 * 512, smoke=4 * 32)  # ~15% of them masked
         windows = training_windows(corpus.train, lengths[0] - 1, stride=lengths[0])  # rows of 64
         metrics: dict[str, float] = {}
 
