@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -154,7 +154,7 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def _whitening_child(n_rows: int, dim: int, chunk: int, queue) -> None:
+def _whitening_child(n_rows: int, dim: int, chunk: int) -> None:
     torch.set_num_threads(2)
     from kexue.embed import Whitening
 
@@ -175,7 +175,7 @@ def _whitening_child(n_rows: int, dim: int, chunk: int, queue) -> None:
     seconds = time.perf_counter() - t0
     true_cov = mixing.astype(np.float64) @ mixing.T.astype(np.float64)
     rel_err = np.linalg.norm(w.covariance_ - true_cov) / np.linalg.norm(true_cov)
-    queue.put({
+    print(json.dumps({
         "n_rows": n_rows,
         "dim": dim,
         "chunk_rows": chunk,
@@ -189,17 +189,16 @@ def _whitening_child(n_rows: int, dim: int, chunk: int, queue) -> None:
         "peak_rss_increase_mb": _status_mb("VmHWM") - rss_before,
         "dense_float64_matrix_mb": n_rows * dim * 8 / 2**20,
         "covariance_rel_error_vs_generating": float(rel_err),
-    })
+    }))
 
 
 def bench_whitening(n_rows: int, dim: int = 384, chunk: int = 10_000) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_whitening_child, args=(n_rows, dim, chunk, queue))
-    child.start()
-    result = queue.get()
-    child.join()
-    return result
+    """Run :func:`_whitening_child` in a fresh interpreter (its VmHWM is its own) and
+    read the JSON line it prints."""
+    spec = json.dumps([n_rows, dim, chunk])
+    out = subprocess.run([sys.executable, __file__, "--whitening-child", spec],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- main
@@ -243,6 +242,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sentences and rows")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--whitening-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    main(args.out, quick=args.quick)
+    if args.whitening_child:
+        _whitening_child(*json.loads(args.whitening_child))
+    else:
+        main(args.out, quick=args.quick)
     sys.exit(0)
