@@ -4,7 +4,9 @@ Each case times forward + backward of one loss on the same inputs for kexue and 
 nearest existing implementation: torch's own ``F.cross_entropy`` /
 ``F.binary_cross_entropy_with_logits`` where the loss is a re-weighted CE, and a direct
 textbook formula written here where torch has no such loss (focal: torchvision is not
-installable beside this CPU torch build; soft Dice). The two runs alternate inside every
+installable beside this CPU torch build; soft Dice; the post's own multilabel CE). The
+multilabel CE is also timed against per-label BCE, a different and cheaper loss, to show
+what the better loss costs. The two runs alternate inside every
 repeat; the headline is the median over repeats of the ratio kexue / peer (< 1: kexue
 faster), which is robust to load from other processes on a shared machine.
 Where both compute the same quantity, the max abs difference of loss and gradient is
@@ -62,6 +64,18 @@ def textbook_dice(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     p = torch.softmax(x, dim=1)
     y = F.one_hot(t, x.shape[1]).to(x.dtype)
     return (1 - 2 * (y * p).sum(0) / (y + p).sum(0)).mean()
+
+
+def author_multilabel_ce(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The post's multilabel categorical CE as usually ported from its Keras code: signs
+    flipped by the labels, the other group pushed to -1e12, a zero column concatenated
+    for the threshold class, two logsumexps (kexue.fm/archives/7359)."""
+    signed = (1 - 2 * y) * x
+    neg, pos = signed - y * 1e12, signed - (1 - y) * 1e12
+    zero = torch.zeros_like(x[..., :1])
+    loss = torch.logsumexp(torch.cat([neg, zero], -1), -1) + torch.logsumexp(
+        torch.cat([pos, zero], -1), -1)
+    return loss.mean()
 
 
 # ----------------------------------------------------------------------------- timing
@@ -171,6 +185,13 @@ def _cases(quick: bool):
             lambda z: class_weighted_cross_entropy(z, t, w),
             lambda z: F.cross_entropy(z, t, weight=w, reduction="sum") / z.shape[0],
             "F.cross_entropy(weight)",
+            True,
+        ),
+        "multilabel_ce_vs_author": (
+            xm,
+            lambda z: multilabel_categorical_crossentropy(z, ym),
+            lambda z: author_multilabel_ce(z, ym),
+            "post's formula (Keras code ported)",
             True,
         ),
         "multilabel_ce_dense": (
