@@ -82,7 +82,7 @@ def measure_in_subprocess(**kwargs) -> dict[str, float]:
 class Recompute(Experiment):
     name = "recompute"
     techniques = ("T5",)
-    minutes = {"quick": 3, "full": 10}
+    minutes = {"quick": 5, "full": 10}
     claim = Claim(
         post="节省显存的重计算技巧也有了Keras版了",
         date="2020-04-29",
@@ -96,8 +96,8 @@ class Recompute(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        shape = {"layers": ctx.pick(12, 12, smoke=2), "hidden": ctx.pick(256, 768, smoke=64),
-                 "seq": ctx.pick(256, 512, smoke=32), "batch": ctx.pick(8, 8, smoke=2),
+        shape = {"layers": ctx.pick(12, 12, smoke=2), "hidden": ctx.pick(768, 768, smoke=64),
+                 "seq": ctx.pick(128, 512, smoke=32), "batch": ctx.pick(8, 8, smoke=2),
                  "steps": ctx.pick(3, 5, smoke=1), "seed": ctx.seed}
         plain = measure_in_subprocess(recompute=False, **shape)
         rec = measure_in_subprocess(recompute=True, **shape)
