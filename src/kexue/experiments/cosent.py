@@ -170,7 +170,7 @@ class CoSENTEnglish(Experiment):
     name = "cosent-stsb-en"
     techniques = ("T33",)
     datasets = ("stsb-en",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 8, "full": 60}
+    minutes: ClassVar[dict[str, float]] = {"quick": 14, "full": 60}
     claim = Claim(
         post="CoSENT（一）：比Sentence-BERT更有效的句向量方案",
         date="2022-01-06",
