@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _memory import status_mb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -146,19 +147,11 @@ def bench_encoder(n_sentences: int, batch_size: int, repeats: int) -> dict:
 # ----------------------------------------------------------------------------- 3. whitening
 
 
-def _status_mb(field: str) -> float:
-    """VmRSS (current) or VmHWM (peak) resident memory of this process, from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _whitening_child(n_rows: int, dim: int, chunk: int) -> None:
     torch.set_num_threads(2)
     from kexue.embed import Whitening
 
-    rss_before = _status_mb("VmRSS")
+    rss_before = status_mb("VmRSS")
     rng = np.random.default_rng(0)
     mixing = (rng.normal(size=(dim, dim)) * np.logspace(0, -1.5, dim)).astype(np.float32)
     mean = rng.normal(size=dim).astype(np.float32)
@@ -173,6 +166,7 @@ def _whitening_child(n_rows: int, dim: int, chunk: int) -> None:
         w.partial_fit(x)
     kernel = w.kernel_  # the deferred SVD
     seconds = time.perf_counter() - t0
+    peak = status_mb("VmHWM")
     true_cov = mixing.astype(np.float64) @ mixing.T.astype(np.float64)
     rel_err = np.linalg.norm(w.covariance_ - true_cov) / np.linalg.norm(true_cov)
     print(json.dumps({
@@ -184,9 +178,9 @@ def _whitening_child(n_rows: int, dim: int, chunk: int) -> None:
         "seconds_generating": generate,
         "seconds_fitting": seconds - generate,
         "rows_per_s_fitting": n_rows / (seconds - generate),
-        "peak_rss_mb": _status_mb("VmHWM"),
+        "peak_rss_mb": peak,
         "rss_before_fit_mb": rss_before,
-        "peak_rss_increase_mb": _status_mb("VmHWM") - rss_before,
+        "peak_rss_increase_mb": peak - rss_before,
         "dense_float64_matrix_mb": n_rows * dim * 8 / 2**20,
         "covariance_rel_error_vs_generating": float(rel_err),
     }))

@@ -37,6 +37,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 import transformers
+from _memory import status_mb
 
 from kexue.models import Bert, BertConfig
 from kexue.nn import saved_activation_bytes
@@ -112,15 +113,6 @@ def time_round_robin(steps: dict[str, Any], warmup: int, repeats: int) -> dict[s
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
-def _status_mb(field: str) -> float:
-    """``VmRSS`` or ``VmHWM`` of this process in MB. ``ru_maxrss`` would not do: after
-    fork + exec it starts from the parent's size, which holds every model."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def child_peak_rss(spec: dict[str, Any]) -> dict[str, float]:
     """Run ``spec`` in a fresh interpreter; its peak RSS in MB (and after model build)."""
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
@@ -133,10 +125,10 @@ def _child(spec: dict[str, Any]) -> None:
     ids, mask = make_batch(spec["batch"], spec["seq"])
     model = build(spec["impl"], spec["config"], recompute=spec.get("recompute", False))
     step = make_step(model, spec["mode"], ids, mask)
-    base = _status_mb("VmRSS")
+    base = status_mb("VmRSS")
     for _ in range(2):
         step()
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     print(json.dumps({"peak_mb": peak, "after_build_mb": base}))
 
 
