@@ -1,10 +1,10 @@
 """kexue: the techniques of the Scientific Spaces blog (kexue.fm) in PyTorch.
 
-Subpackages (imports point from the outside in, see DESIGN.md):
-``nn`` building blocks, ``models`` BERT / GPT-2, ``losses`` pure loss functions,
-``train`` the training loop and step wrappers, ``embed`` sentence embeddings,
-``explain`` diagnostics, ``data`` readers and tokenizers. The evidence suite lives
-in ``experiments``, ``report`` and ``cli`` and is never imported by the library.
+Library subpackages, imports pointing from the outside in: ``train``, ``embed``,
+``generate``, ``explain``, ``generative``, ``graph``, ``physics`` use ``models``, which
+uses ``nn``; ``losses`` and ``data`` are leaves any layer may use. The evidence suite
+(``evidence`` the framework, ``experiments`` one module per post, ``cli``) sits on top
+and is never imported by the library; ``tests/test_layering.py`` enforces this.
 """
 
 __version__ = "0.1.0"

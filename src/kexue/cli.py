@@ -11,13 +11,13 @@ import os
 import sys
 from pathlib import Path
 
-from kexue.experiments.base import SCALES
+from kexue.evidence.base import SCALES
 
 START, END = "<!-- techniques:start -->", "<!-- techniques:end -->"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from kexue.experiments.registry import load_all
+    from kexue.evidence.registry import load_all
 
     for name, exp in load_all().items():
         minutes = exp.minutes.get(args.scale, "?")
@@ -28,9 +28,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from kexue.experiments.registry import resolve
-    from kexue.experiments.suite import reproduce
-    from kexue.report import summary_table
+    from kexue.evidence.registry import resolve
+    from kexue.evidence.report import summary_table
+    from kexue.evidence.suite import reproduce
 
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -44,7 +44,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from kexue.report import load_results, summary_table, write_report
+    from kexue.evidence.report import load_results, summary_table, write_report
 
     run, records = load_results(Path(args.dir))
     write_report(Path(args.dir), run, records)
@@ -79,9 +79,9 @@ def technique_table(reports: list[Path]) -> str:
     """The Markdown table of all techniques with status and latest verdict.
 
     Verdicts come from the ``reports`` folders in order; a later folder wins."""
-    from kexue.experiments.catalogue import TECHNIQUES
-    from kexue.experiments.registry import load_all
-    from kexue.report import load_results
+    from kexue.evidence.catalogue import TECHNIQUES
+    from kexue.evidence.registry import load_all
+    from kexue.evidence.report import load_results
 
     verdicts: dict[str, str] = {}
     for report in reports:
@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kexue.experiments.registry import UnknownExperiment
-    from kexue.experiments.suite import CacheError
+    from kexue.evidence.registry import UnknownExperiment
+    from kexue.evidence.suite import CacheError
 
     args = build_parser().parse_args(argv)
     try:

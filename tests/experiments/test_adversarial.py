@@ -4,18 +4,21 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from kexue.evidence.base import Context, Stat, Stats
+from kexue.evidence.suite import _aggregate
+from kexue.experiments._shared.classification import (
+    TextClassifier,
+    bert_scale_embeddings_,
+    cross_entropy_loss,
+)
 from kexue.experiments.adversarial import (
     VARIANTS,
     AdversarialTraining,
     MathAttention,
-    bert_scale_embeddings_,
     make_step,
     results_table,
     task_tokenizer,
 )
-from kexue.experiments.base import Context, Stat, Stats
-from kexue.experiments.common import TextClassifier, cross_entropy_loss
-from kexue.experiments.suite import _aggregate
 from kexue.train import FGM
 
 

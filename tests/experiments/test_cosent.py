@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from kexue.data import available
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
+from kexue.experiments._shared.sts import subsample
 from kexue.experiments.cosent import (
     LOSSES,
     ZH_TASKS,
@@ -14,10 +16,8 @@ from kexue.experiments.cosent import (
     PairModel,
     finetune,
     pair_dataset,
-    subsample,
     zh_task_rows,
 )
-from kexue.experiments.suite import _aggregate
 from kexue.models import Bert, BertConfig
 
 needs_zh = pytest.mark.skipif(not (available("stsb-zh") and available("senteval_cn")),

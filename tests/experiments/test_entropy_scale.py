@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from kexue.experiments._lm_harness import LMConfig, RoPELM
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
+from kexue.experiments._shared.lm import LMConfig, RoPELM
 from kexue.experiments.entropy_scale import EntropyScale, attention_entropy_study, mlm_accuracy
-from kexue.experiments.suite import _aggregate
 
 
 @pytest.fixture(autouse=True)

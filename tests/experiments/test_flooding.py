@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.flooding import (
     VARIANTS,
     BagOfChars,
@@ -13,7 +14,6 @@ from kexue.experiments.flooding import (
     gradient_penalty_loss,
     parameter_grad_sq_norm,
 )
-from kexue.experiments.suite import _aggregate
 
 
 def model_and_batch():

@@ -3,9 +3,9 @@ import math
 import torch
 
 from kexue.data import CharTokenizer
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.gpt2_poems import GPT2Poems, poem_blocks, unigram_cross_entropy
-from kexue.experiments.suite import _aggregate
 
 
 def test_poem_blocks_concatenate_with_separators():

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from kexue.experiments._lm_harness import RoPELM
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
+from kexue.experiments._shared.lm import RoPELM
 from kexue.experiments.key_size import KeySizeTalkingHeads, configs, count_parameters, rank_fit_kl
-from kexue.experiments.suite import _aggregate
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kexue.experiments._lm_harness import (
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
+from kexue.experiments._shared.lm import (
     LMConfig,
     RoPELM,
     encode_chars,
@@ -15,9 +17,7 @@ from kexue.experiments._lm_harness import (
     train_cached,
     training_windows,
 )
-from kexue.experiments.base import Context
 from kexue.experiments.length_extrapolation import KEY_VARIANTS, LengthExtrapolation, variants
-from kexue.experiments.suite import _aggregate
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,8 @@ from collections import Counter
 import pytest
 import torch
 
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.long_tail import (
     LongTail,
     balance,
@@ -13,7 +14,6 @@ from kexue.experiments.long_tail import (
     loss_functions,
     make_long_tailed,
 )
-from kexue.experiments.suite import _aggregate
 
 
 def test_long_tail_counts_follow_the_exponential_profile():

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from kexue.data import CharTokenizer
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.multilabel import (
     MultilabelCE,
     best_threshold,
@@ -12,7 +13,6 @@ from kexue.experiments.multilabel import (
     multilabel_f1,
     to_dataset,
 )
-from kexue.experiments.suite import _aggregate
 
 RECORDS = [(f"title {i}", kws) for i, kws in enumerate(
     [["a", "b"], ["a"], ["c"], ["b", "z"], ["a", "c"], ["y"], ["a"], ["b"], ["c", "a"], ["x"]] * 5

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from kexue.experiments.base import Context, Stat, Stats
+from kexue.evidence.base import Context, Stat, Stats
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.multitask import (
     STRATEGIES,
     MultiTaskWeighting,
@@ -15,7 +16,6 @@ from kexue.experiments.multitask import (
     spearman,
     worse_task,
 )
-from kexue.experiments.suite import _aggregate
 
 
 def _batch(n=6, vocab=30, seed=0, target_scale=1.0):

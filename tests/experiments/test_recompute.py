@@ -1,8 +1,8 @@
 import math
 
-from kexue.experiments.base import Context
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.recompute import Recompute, measure
-from kexue.experiments.suite import _aggregate
 
 
 def test_measure_reports_memory_and_time():

@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from kexue.experiments.base import Context
-from kexue.experiments.suite import _aggregate
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.unilm import CLS, SEP, UniLMSeq2Seq, reverse_task
 
 

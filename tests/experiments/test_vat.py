@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from kexue.experiments.base import Context
-from kexue.experiments.common import TextClassifier, cross_entropy_loss
-from kexue.experiments.suite import _aggregate
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
+from kexue.experiments._shared.classification import TextClassifier, cross_entropy_loss
 from kexue.experiments.vat import (
     ARMS,
     LabelledUnlabelled,

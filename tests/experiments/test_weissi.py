@@ -7,8 +7,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from kexue.experiments.base import Context
-from kexue.experiments.suite import _aggregate
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.weissi import (
     ARMS,
     Weissi,

@@ -5,8 +5,8 @@ import pytest
 
 from kexue.data import available
 from kexue.embed import sts_spearman
-from kexue.experiments.base import Context
-from kexue.experiments.suite import _aggregate
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.whitening_zh import (
     TASKS,
     WhiteningChinese,

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from kexue.data import available
-from kexue.experiments.base import Context
-from kexue.experiments.suite import _aggregate
+from kexue.evidence.base import Context
+from kexue.evidence.suite import _aggregate
 from kexue.experiments.word_vector_dim import (
     FACTORS,
     SkipGram,

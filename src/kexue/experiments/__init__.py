@@ -1,40 +1,8 @@
-"""The evidence suite: one module per post, each registering an :class:`Experiment`.
+"""The experiments: one module per post, each registering one or more experiments.
 
-``kexue reproduce`` runs them (see :mod:`kexue.experiments.suite`). Nothing in the
-library imports this package.
+Each module defines an :class:`kexue.evidence.Experiment` (its claim, ``run`` and
+``checks``) and decorates it with :func:`kexue.evidence.register`; the registry imports
+every module here whose name does not start with ``_``, so adding an experiment is
+adding one file. Helpers used by several experiments live in :mod:`._shared`.
+Nothing in the library imports this package.
 """
-
-from kexue.experiments.base import (
-    INCONCLUSIVE,
-    NOT_REPRODUCED,
-    REPRODUCED,
-    Check,
-    Claim,
-    Context,
-    Experiment,
-    Run,
-    Skip,
-    Stat,
-    Stats,
-    verdict,
-)
-from kexue.experiments.registry import UnknownExperiment, load_all, register, resolve
-
-__all__ = [
-    "INCONCLUSIVE",
-    "NOT_REPRODUCED",
-    "REPRODUCED",
-    "Check",
-    "Claim",
-    "Context",
-    "Experiment",
-    "Run",
-    "Skip",
-    "Stat",
-    "Stats",
-    "UnknownExperiment",
-    "load_all",
-    "register",
-    "resolve",
-    "verdict",
-]

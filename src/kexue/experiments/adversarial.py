@@ -22,7 +22,6 @@ larger; MiniLM fine-tuning does not fit the CPU budget and is not run.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, ClassVar
 
@@ -30,8 +29,13 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
+from kexue.experiments._shared.classification import (
+    POSITION_ROW_NORM,
+    TOKEN_ROW_NORM,
+    bert_scale_embeddings_,
+)
 
 TASKS = ("sentiment", "sst2")
 FGM_EPSILONS = (0.1, 0.5, 1.0)
@@ -47,27 +51,8 @@ POST_TABLE = (
 )
 
 
-# Median row norms of a trained BERT-family model's tables (all-MiniLM-L6-v2: token
-# embeddings 1.11, position embeddings 0.48), measured on the weights shipped here.
-TOKEN_ROW_NORM, POSITION_ROW_NORM = 1.1, 0.5
 
 
-def bert_scale_embeddings_(model: nn.Module, token_norm: float = TOKEN_ROW_NORM,
-                           position_norm: float = POSITION_ROW_NORM) -> nn.Module:
-    """Re-initialise the token and position tables of a ``TextClassifier`` with rows of
-    (expected) norm ``token_norm`` / ``position_norm``: N(0, (norm / sqrt(hidden))^2).
-
-    The perturbation sizes of FGM and VAT (epsilon, xi) are absolute norms; what they do
-    depends on their ratio to the embedding rows, so the tables get the row norms of a
-    trained BERT, on which the author's defaults were chosen. The padding row is zero.
-    """
-    for table, norm in ((model.get_input_embeddings(), token_norm),
-                        (model.position, position_norm)):
-        nn.init.normal_(table.weight, std=norm / math.sqrt(table.embedding_dim))
-        if table.padding_idx is not None:
-            with torch.no_grad():
-                table.weight[table.padding_idx].zero_()
-    return model
 
 
 class MathAttention:
@@ -145,7 +130,7 @@ class AdversarialTraining(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        from kexue.experiments.common import (
+        from kexue.experiments._shared.classification import (
             TextClassifier,
             classification_metrics,
             load_task,
@@ -195,7 +180,7 @@ class AdversarialTraining(Experiment):
                 for t in TASKS for v in VARIANTS[1:]]
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         groups = {t: {v: stats[f"{t}/{v}/accuracy"].mean for v in VARIANTS} for t in TASKS}
         errors = {t: {v: stats[f"{t}/{v}/accuracy"].std for v in VARIANTS} for t in TASKS}

@@ -16,7 +16,7 @@ Ours:
   STS-B-en test split; the untuned MiniLM as a reference. MiniLM was already trained
   contrastively on a billion sentence pairs, so it starts near the top.
 * ``cosent-zh``: no Chinese BERT ships here, so the encoder is the small character-level
-  BERT pretrained by masked-LM from scratch of :mod:`kexue.experiments.zh_encoder`
+  BERT pretrained by masked-LM from scratch of :mod:`kexue.experiments._shared.zh_encoder`
   (hidden 128, 2 layers); fine-tuned for one epoch on STS-B-zh train and, since only
   the valid and test splits of ATEC / BQ / LCQMC / PAWSX are available, on their valid
   split; tested on each test split. Mean pooling (not [CLS]) for every loss, no model
@@ -25,7 +25,6 @@ Ours:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -33,8 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
+from kexue.experiments._shared.sts import subsample
 
 LOSSES = ("cosent", "sbert", "cosine-mse")
 LABELS = {"cosent": "CoSENT", "sbert": "Sentence-BERT", "cosine-mse": "cosine-MSE"}
@@ -147,12 +147,6 @@ def spearman_x100(sentence_encoder, rows: Sequence[Pair]) -> float:
     return 100 * sts_spearman(vectors[:n], vectors[n:], gold)
 
 
-def subsample(rows: Sequence[Pair], n: int | None, seed: int) -> list[Pair]:
-    """A fixed random subset of ``n`` rows (all of them if ``n`` is None or larger)."""
-    rows = list(rows)
-    if n is None or n >= len(rows):
-        return rows
-    return random.Random(seed).sample(rows, n)
 
 
 def _loss_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> str:
@@ -233,7 +227,7 @@ class CoSENTEnglish(Experiment):
         )
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         keys = ("untuned", *LOSSES)
         path = ctx.figure("cosent_en.png")
@@ -269,16 +263,6 @@ def zh_task_rows(task: str, n_train: int | None, n_test: int | None) -> tuple[li
     return subsample(train, n_train, 1234), subsample(test, n_test, 1234), label_max
 
 
-def zh_encoder_config(ctx: Context):
-    """The pretraining configuration shared by ``cosent-zh`` and ``whitening-zh``."""
-    from kexue.experiments.zh_encoder import ZhEncoderConfig
-
-    return ctx.pick(
-        quick=ZhEncoderConfig(),
-        full=ZhEncoderConfig(steps=8000, batch_size=64, max_poems=None),
-        smoke=ZhEncoderConfig(hidden_size=32, num_heads=2, max_length=32, vocab_size=800,
-                              steps=4, batch_size=8, max_poems=200, max_reviews=300),
-    )
 
 
 @register
@@ -301,9 +285,10 @@ class CoSENTChinese(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        from kexue.experiments.zh_encoder import (
+        from kexue.experiments._shared.zh_encoder import (
             pretrain_zh_encoder,
             pretraining_summary,
+            zh_encoder_config,
             zh_sentence_encoder,
         )
         from kexue.models import Bert
@@ -357,7 +342,7 @@ class CoSENTChinese(Experiment):
         )
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         columns = (*(t for t in ZH_TASKS if f"cosent/{t}" in stats), "avg")
         rows = {LABELS.get(k, k): {c: stats[f"{k}/{c}"].mean for c in columns}

@@ -22,15 +22,15 @@ import math
 
 import torch
 
-from kexue.experiments._lm_harness import (
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
+from kexue.experiments._shared.lm import (
     LMConfig,
     load_corpus,
     mask_tokens,
     train_cached,
     training_windows,
 )
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
 
 SCALES = ("sqrt", "entropy")
 LENGTHS = (64, 128, 256, 512)
@@ -149,7 +149,7 @@ class EntropyScale(Experiment):
         return out
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
-        from kexue.experiments.plots import lines
+        from kexue.evidence.plots import lines
 
         lengths = sorted(int(k.rsplit("_", 1)[1]) for k in stats if k.startswith("sqrt_acc_"))
         rows = ["| scale | " + " | ".join(f"acc @ {n}" for n in lengths) + " | post (64/128/256/512) |",

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 FLOOD_LEVELS = (0.0, 0.02, 0.05, 0.1)
 PENALTY_WEIGHT = 3.0
@@ -52,7 +52,7 @@ class BagOfChars(nn.Module):
 
 def flooded_loss(b: float):
     """``loss_fn(model, batch)`` = flooding of the batch-mean cross-entropy at level ``b``."""
-    from kexue.experiments.common import cross_entropy_loss
+    from kexue.experiments._shared.classification import cross_entropy_loss
     from kexue.losses import flooding
 
     def loss_fn(model: nn.Module, batch: Any) -> Tensor:
@@ -63,7 +63,7 @@ def flooded_loss(b: float):
 
 def gradient_penalty_loss(weight: float):
     """``loss_fn`` = ``L + weight * ||grad_theta L||^2`` over the trainable parameters."""
-    from kexue.experiments.common import cross_entropy_loss
+    from kexue.experiments._shared.classification import cross_entropy_loss
 
     def loss_fn(model: nn.Module, batch: Any) -> Tensor:
         loss = cross_entropy_loss(model, batch)
@@ -76,7 +76,7 @@ def gradient_penalty_loss(weight: float):
 
 def parameter_grad_sq_norm(model: nn.Module, data: TensorDataset) -> float:
     """``||grad_theta L||^2`` of the mean cross-entropy over all of ``data``."""
-    from kexue.experiments.common import cross_entropy_loss
+    from kexue.experiments._shared.classification import cross_entropy_loss
 
     model.zero_grad(set_to_none=True)
     cross_entropy_loss(model, data.tensors).backward()
@@ -86,7 +86,7 @@ def parameter_grad_sq_norm(model: nn.Module, data: TensorDataset) -> float:
 
 
 def loss_and_accuracy(model: nn.Module, data: TensorDataset) -> tuple[float, float]:
-    from kexue.experiments.common import classification_metrics, predict
+    from kexue.experiments._shared.classification import classification_metrics, predict
 
     scores = classification_metrics(predict(model, data), data.tensors[2],
                                     int(data.tensors[2].max()) + 1)
@@ -115,7 +115,7 @@ class Flooding(Experiment):
 
     def run(self, ctx: Context) -> Run:
         from kexue.data import CharTokenizer
-        from kexue.experiments.common import load_task, tensorize
+        from kexue.experiments._shared.classification import load_task, tensorize
         from kexue.train import TrainConfig, fit, seed_everything
 
         n_train = ctx.pick(1000, 2000, smoke=64)
@@ -173,7 +173,7 @@ class Flooding(Experiment):
         ]
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
-        from kexue.experiments.plots import lines
+        from kexue.evidence.plots import lines
 
         per_seed = getattr(self, "curves", [])
         if not per_seed:

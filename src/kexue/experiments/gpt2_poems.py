@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 PROMPTS = ("春", "月", "山")
 

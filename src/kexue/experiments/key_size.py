@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from kexue.experiments._lm_harness import (
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
+from kexue.experiments._shared.lm import (
     LMConfig,
     RoPELM,
     bits,
@@ -30,8 +32,6 @@ from kexue.experiments._lm_harness import (
     train_cached,
     training_windows,
 )
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -138,7 +138,7 @@ class KeySizeTalkingHeads(Experiment):
         ]
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
-        from kexue.experiments.plots import lines
+        from kexue.evidence.plots import lines
 
         names = [k[:-4] for k in stats if k.endswith("_bpc")]
         rows = ["| attention | parameters | val bits/char |", "|---|---|---|"]

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import torch
 
-from kexue.experiments._lm_harness import (
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
+from kexue.experiments._shared.lm import (
     LMConfig,
     Variant,
     evaluate_variants,
@@ -30,8 +32,6 @@ from kexue.experiments._lm_harness import (
     train_cached,
     training_windows,
 )
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
 from kexue.nn import RoPE, window_mask
 
 TRAIN_LENGTH = 128
@@ -138,7 +138,7 @@ class LengthExtrapolation(Experiment):
         return out
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
-        from kexue.experiments.plots import lines
+        from kexue.evidence.plots import lines
 
         names = [v.name for v in variants(32)]
         lengths = sorted({int(k.split("_")[-1]) for k in stats

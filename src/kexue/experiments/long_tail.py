@@ -8,7 +8,7 @@ class weights.
 Setting. The post has no experiment; its numbers are those of Menon et al. (ICLR 2021) on
 CIFAR-LT with an "EXP-100" profile and a ResNet-32. Here the same profile is cut from
 Chinese text sets, each test set is balanced, and a small fastText-style classifier
-(:class:`~kexue.experiments.common.NgramBagClassifier`: character + hashed bigram
+(:class:`~kexue.experiments._shared.classification.NgramBagClassifier`: character + hashed bigram
 embeddings, mean-pooled, linear head) is trained from scratch with
 
 * ``ce`` -- plain cross-entropy; ``posthoc`` -- the same model, predicting
@@ -54,8 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 TASKS = ("tnews", "iflytek", "sentiment")
 METHODS = ("ce", "posthoc", "la_loss", "weighted_ce", "focal", "truncation")
@@ -178,7 +178,7 @@ def group_recalls(logits: Tensor, labels: Tensor, train_counts: dict[int, int]) 
 def run_task(task: str, ctx: Context) -> tuple[dict[str, float], str]:
     """Train every method on one long-tailed set; metrics keyed ``task/method/metric``."""
     from kexue.data import CharTokenizer
-    from kexue.experiments.common import (
+    from kexue.experiments._shared.classification import (
         NgramBagClassifier,
         classification_metrics,
         logits_of,
@@ -297,7 +297,7 @@ class LongTail(Experiment):
         return tuple(t for t in TASKS if f"{t}/gain/la_loss" in stats)
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         tasks = self._tasks_in(stats)
         key = "{}/{}/balanced_accuracy"

@@ -17,7 +17,7 @@ predict which of the K keywords the record has from the title alone. About a thi
 those keywords occur literally in the title. Each title has 1.4 of the K labels on average,
 so a sigmoid per label sees ~70 negatives per positive.
 
-Model: :class:`~kexue.experiments.common.NgramBagClassifier` (character + hashed bigram
+Model: :class:`~kexue.experiments._shared.classification.NgramBagClassifier` (character + hashed bigram
 embeddings, K scores), trained from scratch with AdamW. Compared:
 
 * ``bce`` -- mean sigmoid BCE over the K labels, predict s > 0 (p > 0.5);
@@ -42,8 +42,8 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from kexue.data import CharTokenizer
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 METHODS = ("bce", "mce", "bce_tuned", "mce_tuned")
 NUM_LABELS = 100
@@ -167,7 +167,7 @@ class MultilabelCE(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        from kexue.experiments.common import (
+        from kexue.experiments._shared.classification import (
             NgramBagClassifier,
             logits_of,
             predict,
@@ -209,7 +209,7 @@ class MultilabelCE(Experiment):
         return Run(metrics, notes=[note])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         groups = {k: {m: stats[f"{m}/{k}"].mean for m in METHODS} for k in ("micro_f1", "macro_f1")}
         errors = {k: {m: stats[f"{m}/{k}"].std for m in METHODS} for k in ("micro_f1", "macro_f1")}

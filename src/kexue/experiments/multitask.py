@@ -8,7 +8,7 @@ recommended baseline), or taking sum_i log L_i or the geometric mean makes the u
 invariant to each task's scale. The post reports no experiment.
 
 Setting (ours). One shared encoder -- the character + hashed-bigram bag of
-:class:`~kexue.experiments.common.NgramBagClassifier` followed by a shared tanh layer --
+:class:`~kexue.experiments._shared.classification.NgramBagClassifier` followed by a shared tanh layer --
 and two heads:
 
 * ``sentiment``: binary Chinese sentiment (bert4keras set), cross-entropy (loss ~0.7 at
@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from kexue.data import CharTokenizer
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 from kexue.losses import MultiTaskLoss
 
 STRATEGIES = ("fixed", "initial", "prior", "realtime", "log", "gmean", "uncertainty")
@@ -105,7 +105,7 @@ class SharedEncoderTwoHeads(nn.Module):
 
     def __init__(self, vocab_size: int, mtl: MultiTaskLoss, hidden: int = 64) -> None:
         super().__init__()
-        from kexue.experiments.common import NgramBagClassifier
+        from kexue.experiments._shared.classification import NgramBagClassifier
 
         self.bag = NgramBagClassifier(vocab_size, 2, hidden=hidden)  # its head: sentiment
         self.shared = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
@@ -264,7 +264,7 @@ class MultiTaskWeighting(Experiment):
         return Run(metrics, notes=[note])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         names = ("single", *STRATEGIES)
         groups = {s: {t: stats[f"{s}/{t}"].mean for t in TASKS} for s in names}

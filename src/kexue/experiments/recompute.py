@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 
 def _status_bytes(field: str) -> int:

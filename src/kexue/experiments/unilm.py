@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 PAD, CLS, SEP, DIGIT0 = 0, 1, 2, 3
 N_DIGITS = 10

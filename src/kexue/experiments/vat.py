@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 ARMS = ("supervised", "noise", "vat")
 N_LABELLED = 200
@@ -77,7 +77,7 @@ def split_labelled(rows: list[tuple[str, int]], n_labelled: int, max_unlabelled:
 
 
 def make_step(arm: str, model: torch.nn.Module) -> Any:
-    from kexue.experiments.common import logits_of
+    from kexue.experiments._shared.classification import logits_of
     from kexue.train import VAT
 
     if arm == "supervised":
@@ -106,9 +106,9 @@ class VirtualAdversarialTraining(Experiment):
 
     def run(self, ctx: Context) -> Run:
         from kexue.data import CharTokenizer, load_sentiment
-        from kexue.experiments.adversarial import bert_scale_embeddings_
-        from kexue.experiments.common import (
+        from kexue.experiments._shared.classification import (
             TextClassifier,
+            bert_scale_embeddings_,
             classification_metrics,
             predict,
             tensorize,
@@ -158,7 +158,7 @@ class VirtualAdversarialTraining(Experiment):
         return [stats.greater("vat/accuracy", "supervised/accuracy")]
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         lines = ["| arm | test accuracy % | test loss |", "|---|---|---|"]
         lines += [f"| {a} | {stats[f'{a}/accuracy']} | {stats[f'{a}/test_loss']} |"

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 NOISE_RATE = 0.3
 ARMS = ("none", "l2", "adamw", "weissi")
@@ -186,7 +186,7 @@ class Weissi(Experiment):
         ]
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         cols = ("test_accuracy", "train_accuracy", "val_accuracy", "input_grad_norm",
                 "jacobian_norm")

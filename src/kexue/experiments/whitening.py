@@ -10,13 +10,12 @@ outcome (TECHNIQUES.md, T12).
 
 from __future__ import annotations
 
-import numpy as np
-
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
+from kexue.experiments._shared.sts import WHITENING_VARIANTS as VARIANTS
+from kexue.experiments._shared.sts import stsb_pairs, whitening_scores
 
 POOLINGS = ("cls", "mean", "first-last-avg", "last-2-avg")
-VARIANTS = {"raw": None, "whitening": 0, "whitening-256": 256, "whitening-128": 128}
 
 POST_TABLE = (
     "| BERT-base, STS-B test (post 8069) | first-last-avg | whitening | whitening-256 |\n"
@@ -25,18 +24,6 @@ POST_TABLE = (
 )
 
 
-def stsb_pairs(splits: tuple[str, ...]) -> tuple[list[str], list[str], np.ndarray, int]:
-    """All pairs of ``splits``; the last split's pairs are the evaluation pairs (returned count)."""
-    from kexue.data import load_stsb
-
-    a, b, gold, n_eval = [], [], [], 0
-    for split in splits:
-        rows = load_stsb(split, lang="en")
-        a += [r[0] for r in rows]
-        b += [r[1] for r in rows]
-        gold += [r[2] for r in rows]
-        n_eval = len(rows)
-    return a, b, np.asarray(gold, dtype=np.float64), n_eval
 
 
 def whitening_table(rows: dict[str, dict[str, float]]) -> str:
@@ -47,32 +34,6 @@ def whitening_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def whitening_scores(
-    emb_a: np.ndarray,
-    emb_b: np.ndarray,
-    gold: np.ndarray,
-    n_eval: int,
-    kept: dict[str, int | None] = VARIANTS,
-) -> dict[str, float]:
-    """Spearman x100 on the last ``n_eval`` pairs for each variant of ``kept``
-    (name -> ``None`` raw, ``0`` full whitening, ``k`` whitening-k).
-
-    The whitening is fitted on every sentence vector given (both sides, all splits).
-    """
-    from kexue.embed import Whitening, sts_spearman
-
-    if not 2 <= n_eval <= len(gold):
-        raise ValueError(f"expected 2 <= n_eval <= {len(gold)} pairs, got {n_eval}")
-    out = {}
-    fit_on = np.concatenate([emb_a, emb_b])
-    ea, eb, g = emb_a[-n_eval:], emb_b[-n_eval:], gold[-n_eval:]
-    for variant, k in kept.items():
-        if k is None:
-            out[variant] = 100 * sts_spearman(ea, eb, g)
-        else:
-            w = Whitening(n_components=k or None).fit(fit_on)
-            out[variant] = 100 * sts_spearman(w.transform(ea), w.transform(eb), g)
-    return out
 
 
 @register
@@ -115,7 +76,7 @@ class BertWhitening(Experiment):
         )
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         groups = {p: {v: stats[f"{p}/{v}"].mean for v in VARIANTS} for p in POOLINGS}
         path = ctx.figure("whitening.png")

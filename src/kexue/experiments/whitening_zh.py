@@ -7,7 +7,7 @@ https://kexue.fm/archives/8069). The author pools Chinese BERT-base vectors four
 the task's sentences, optionally keeps 256 of the 768 components, and scores the test
 pairs of ATEC / BQ / LCQMC / PAWSX / STS-B by Spearman(cos, gold) x100.
 
-Ours: the MLM-pretrained character BERT of :mod:`kexue.experiments.zh_encoder` (hidden 128,
+Ours: the MLM-pretrained character BERT of :mod:`kexue.experiments._shared.zh_encoder` (hidden 128,
 2 layers; the same cached weights as ``cosent-zh``). P2 is left out: masked-LM alone never
 trains the pooler. Since the hidden size d is below 256, the reduced variants keep the same
 *fraction* of the dimensions as the post: ``whitening-d/3`` (256 of 768) and
@@ -22,9 +22,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
-from kexue.experiments.whitening import whitening_scores
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
+from kexue.experiments._shared.sts import subsample, whitening_scores
 
 POOLINGS = {"cls": "P1", "mean": "P3", "first-last-avg": "P4"}
 TASKS = ("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")
@@ -53,7 +53,6 @@ def task_pairs(task: str, max_pairs: int | None) -> tuple[list[str], list[str], 
     """Sentences a, b and gold of every split we have of ``task``, the test split last;
     returns (a, b, gold, n_test). ``max_pairs`` caps each split (fixed random subset)."""
     from kexue.data import load_senteval_cn, load_stsb
-    from kexue.experiments.cosent import subsample
 
     if task == "STS-B":
         splits = [load_stsb(s, "zh") for s in ("train", "valid", "test")]
@@ -95,8 +94,11 @@ class WhiteningChinese(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        from kexue.experiments.cosent import zh_encoder_config
-        from kexue.experiments.zh_encoder import pretrain_zh_encoder, zh_sentence_encoder
+        from kexue.experiments._shared.zh_encoder import (
+            pretrain_zh_encoder,
+            zh_encoder_config,
+            zh_sentence_encoder,
+        )
 
         config = zh_encoder_config(ctx)
         encoder, tokenizer = pretrain_zh_encoder(config, ctx.cache_dir, ctx.log)
@@ -138,7 +140,7 @@ class WhiteningChinese(Experiment):
         return "\n".join(lines)
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import grouped_bars
+        from kexue.evidence.plots import grouped_bars
 
         names = ("raw", "whitening", "whitening-d/3", "whitening-d/6")
         groups = {f"{t} {POOLINGS[p]}": {v: stats[f"{t}/{p}/{v}"].mean for v in names}

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue.experiments.base import Check, Claim, Context, Experiment, Run, Stats
-from kexue.experiments.registry import register
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.registry import register
 
 FACTORS = (1 / 8, 1 / 4, 1 / 2, 1, 2, 4)  # dimensions, as multiples of the bound
 THRESHOLD = 0.25  # the saturation ratio below which the claim counts as reproduced
@@ -221,7 +221,7 @@ class WordVectorDimension(Experiment):
         )
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        from kexue.experiments.plots import lines
+        from kexue.evidence.plots import lines
 
         keys = [k for k in stats if k.startswith("heldout_loss/n=")]
         dims = [int(k.split("=")[1]) for k in keys]

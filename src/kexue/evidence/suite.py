@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import kexue
-from kexue.experiments.base import (
+from kexue.evidence.base import (
     SCALES,
     Context,
     Experiment,
@@ -35,7 +35,7 @@ from kexue.experiments.base import (
 )
 
 PACKAGE_DIR = Path(kexue.__file__).resolve().parent
-_SUITE_ONLY = ("experiments", "report", "cli.py")
+_SUITE_ONLY = ("experiments", "evidence", "cli.py")
 
 
 class CacheError(RuntimeError):
@@ -54,7 +54,7 @@ def code_version(exp: type[Experiment]) -> str:
         for p in PACKAGE_DIR.rglob("*.py")
         if not p.relative_to(PACKAGE_DIR).parts[0] in _SUITE_ONLY
     )
-    files += [Path(inspect.getfile(exp)), Path(__file__), PACKAGE_DIR / "experiments" / "base.py"]
+    files += [Path(inspect.getfile(exp)), Path(__file__), PACKAGE_DIR / "evidence" / "base.py"]
     for p in files:
         h.update(p.name.encode())
         h.update(p.read_bytes())
@@ -210,7 +210,7 @@ def reproduce(
     log: Callable[[str], None] = print,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Run ``experiments`` and write the report into ``out``; return (out, records)."""
-    from kexue.report import write_report
+    from kexue.evidence.report import write_report
 
     if scale not in SCALES:
         raise ValueError(f"--scale must be one of {SCALES}, got {scale!r}")

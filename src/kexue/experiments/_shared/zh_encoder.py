@@ -214,3 +214,14 @@ def zh_sentence_encoder(model: nn.Module, tokenizer: CharTokenizer, pooling: str
 
     return SentenceEncoder(model, char_hf_tokenizer(tokenizer), pooling=pooling,
                            max_length=max_length)
+
+
+def zh_encoder_config(ctx) -> ZhEncoderConfig:
+    """The pretraining configuration shared by ``cosent-zh`` and ``whitening-zh``."""
+    return ctx.pick(
+        quick=ZhEncoderConfig(),
+        full=ZhEncoderConfig(steps=8000, batch_size=64, max_poems=None),
+        smoke=ZhEncoderConfig(hidden_size=32, num_heads=2, max_length=32, vocab_size=800,
+                              steps=4, batch_size=8, max_poems=200, max_reviews=300),
+    )
+

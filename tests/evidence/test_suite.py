@@ -6,8 +6,8 @@ import math
 import pytest
 
 from kexue import cli
-from kexue.experiments import base, registry, suite
-from kexue.experiments.base import Check, Claim, Experiment, Run, Stat, Stats, verdict
+from kexue.evidence import base, registry, suite
+from kexue.evidence.base import Check, Claim, Experiment, Run, Stat, Stats, verdict
 
 CLAIM = Claim("a post", "2020-01-01", "https://kexue.fm/archives/1", "a beats b", "a > b")
 CALLS = {"n": 0}

@@ -29,9 +29,18 @@ INCONCLUSIVE = "inconclusive"
 SCALES = ("quick", "full")
 
 
+FIDELITIES = ("as-posted", "scaled-down", "substituted")
+
+
 @dataclass(frozen=True)
 class Claim:
-    """What a post claims and what counts as reproducing it."""
+    """What a post claims, in which setting, and what counts as reproducing it.
+
+    ``fidelity`` says how our setting relates to the post's: ``as-posted`` (the post's
+    model, data and budget), ``scaled-down`` (the same kind of model and data, smaller or
+    shorter) or ``substituted`` (another kind of model or data; ``substitution`` says why).
+    A ``substituted`` verdict is about our setting, not a verdict on the post.
+    """
 
     post: str  # the post's title
     date: str  # YYYY-MM-DD
@@ -39,6 +48,16 @@ class Claim:
     statement: str  # the claim, one sentence
     condition: str  # what counts as "reproduced", in words; the checks implement it
     reported: str = ""  # the post's own numbers, quoted with their setting
+    fidelity: str = ""  # one of FIDELITIES
+    post_setting: str = ""  # the post's model, data and budget
+    our_setting: str = ""  # ours (the quick scale; the full scale is in the experiment)
+    substitution: str = ""  # why, when fidelity is "substituted"
+
+    def __post_init__(self) -> None:
+        if self.fidelity and self.fidelity not in FIDELITIES:
+            raise ValueError(f"fidelity must be one of {FIDELITIES}, got {self.fidelity!r}")
+        if self.fidelity == "substituted" and not self.substitution:
+            raise ValueError("a substituted claim must say why (substitution=...)")
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -214,7 +233,7 @@ class Context:
 class Experiment:
     """Base class: subclass, fill the class attributes, implement ``run`` and ``checks``.
 
-    Register with :func:`kexue.experiments.registry.register`.
+    Register with :func:`kexue.evidence.registry.register`.
     """
 
     name: ClassVar[str]

@@ -1,14 +1,14 @@
-"""The registry of experiments: every module in this package registers its own."""
+"""The registry of experiments: every public module of :mod:`kexue.experiments` registers
+its own; :func:`load_all` imports them all (names starting with ``_`` are helpers)."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-from kexue.experiments.base import SCALES, Experiment
+from kexue.evidence.base import SCALES, Experiment
 
 _REGISTRY: dict[str, type[Experiment]] = {}
-_FRAMEWORK = {"base", "registry", "suite", "catalogue", "plots", "common"}
 
 
 class UnknownExperiment(ValueError):
@@ -33,7 +33,7 @@ def load_all() -> dict[str, type[Experiment]]:
     import kexue.experiments as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_") or info.name in _FRAMEWORK:
+        if info.name.startswith("_"):
             continue
         importlib.import_module(f"kexue.experiments.{info.name}")
     return dict(sorted(_REGISTRY.items()))

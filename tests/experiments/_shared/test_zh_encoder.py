@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from kexue.data import CharTokenizer
-from kexue.experiments import zh_encoder
-from kexue.experiments.zh_encoder import (
+from kexue.experiments._shared import zh_encoder
+from kexue.experiments._shared.zh_encoder import (
     ZhEncoderConfig,
     char_hf_tokenizer,
     mask_for_mlm,

@@ -1,6 +1,6 @@
 """Write an evidence report from result records.
 
-The records are the dictionaries produced by :mod:`kexue.experiments.suite`; this
+The records are the dictionaries produced by :mod:`kexue.evidence.suite`; this
 module only formats them, so ``kexue report DIR`` can redraw a report from its
 ``results.json`` alone.
 """
