@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from _timing import alternate, ratio
 
 from kexue.nn import MultiHeadAttention, RoPE, window_mask
 
@@ -69,18 +69,9 @@ def _runner(kwargs: dict, rope: RoPE, mask: torch.Tensor | None, seq: int):
 
 def measure(seq: int, repeats: int, warmup: int = 2) -> dict[str, dict[str, float]]:
     runners = {name: _runner(*opt, seq) for name, opt in _options(seq).items()}
-    for fn in runners.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, fn in runners.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    ref = times["sdpa"]
+    times = alternate(runners, repeats, 1, warmup)
     return {name: {"median_ms": 1e3 * statistics.median(ts),
-                   "ratio_vs_sdpa": statistics.median(t / r for t, r in zip(ts, ref))}
+                   "ratio_vs_sdpa": ratio(times, name, "sdpa")}
             for name, ts in times.items()}
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _memory import status_mb
+from _timing import alternate, medians
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -39,17 +39,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "embeddings.json"
 
 def _alternate(fns: dict, repeats: int, inner: int, warmup: int = 3) -> dict[str, float]:
     """Median seconds per call of each fn; the fns alternate inside every repeat."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[name].append((time.perf_counter() - t0) / inner)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return medians(alternate(fns, repeats, inner, warmup))
 
 
 # ----------------------------------------------------------------------------- 1. CoSENT

@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 import transformers
 from _memory import status_mb
+from _timing import alternate, medians
 
 from kexue.models import Bert, BertConfig
 from kexue.nn import saved_activation_bytes
@@ -101,16 +100,7 @@ def make_step(model, mode: str, ids: torch.Tensor, mask: torch.Tensor):
 
 def time_round_robin(steps: dict[str, Any], warmup: int, repeats: int) -> dict[str, float]:
     """Median milliseconds per step; each repeat runs every implementation once."""
-    for _ in range(warmup):
-        for f in steps.values():
-            f()
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(repeats):
-        for name, f in steps.items():
-            t0 = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t0)
-    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+    return {k: 1000 * v for k, v in medians(alternate(steps, repeats, 1, warmup)).items()}
 
 
 def child_peak_rss(spec: dict[str, Any]) -> dict[str, float]:

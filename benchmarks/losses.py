@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import alternate, medians, ratio
 
 from kexue.losses import (
     LogitAdjustedLoss,
@@ -87,24 +86,12 @@ def _step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
 
 
 def _time(fns: dict[str, Callable], x: torch.Tensor, inner: int, repeats: int, warmup: int):
-    """Median seconds per call of each fn, and the median of the per-repeat ratios.
-
-    The fns run back to back inside every repeat, in alternating order, so that a burst of
-    load from other processes hits both sides of a ratio alike.
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            _step(fn, x)
-    names = list(fns)
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                _step(fns[name], x)
-            times[name].append((time.perf_counter() - t0) / inner)
-    ratios = [a / b for a, b in zip(times[names[0]], times[names[1]])]
-    return {k: statistics.median(v) for k, v in times.items()}, statistics.median(ratios)
+    """Median seconds per call of each fn, and the median of the per-repeat ratios of the
+    first fn to the second."""
+    steps = {name: (lambda fn=fn: _step(fn, x)) for name, fn in fns.items()}
+    times = alternate(steps, repeats, inner, warmup)
+    first, second = list(fns)[:2]
+    return medians(times), ratio(times, first, second)
 
 
 def _parity(fn_a: Callable, fn_b: Callable, x: torch.Tensor) -> dict[str, float]:

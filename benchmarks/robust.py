@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import alternate, medians, ratio
 from torch import nn
 
 from kexue.train import FGM, VAT, GradientPenaltyStep, NoiseConsistency, plain_step
@@ -86,18 +85,10 @@ def time_cases(dropout: float, sizes: tuple[int, int, int, int], repeats: int,
         model.zero_grad(set_to_none=True)
         step(model, b, loss_fn)
 
-    for step, b in cases.values():
-        for _ in range(warmup):
-            run(step, b)
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, (step, b) in cases.items():  # alternate the cases within each repeat
-            t0 = time.perf_counter()
-            run(step, b)
-            times[name].append(time.perf_counter() - t0)
-    medians = {name: statistics.median(v) for name, v in times.items()}
-    return medians["plain"], {name: medians[name] / medians["plain"]
-                              for name in cases if name != "plain"}
+    times = alternate({name: (lambda s=step, b=b: run(s, b)) for name, (step, b) in cases.items()},
+                      repeats, 1, warmup)
+    med = medians(times)
+    return med["plain"], {name: ratio(times, name, "plain") for name in cases if name != "plain"}
 
 
 def main(out_path: str | Path | None = None, quick: bool = False) -> dict:

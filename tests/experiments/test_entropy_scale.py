@@ -8,13 +8,7 @@ from kexue.evidence.suite import _aggregate
 from kexue.experiments._shared.lm import LMConfig, RoPELM
 from kexue.experiments.entropy_scale import EntropyScale, attention_entropy_study, mlm_accuracy
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_entropy_study_scales_agree_at_512_and_entropy_drifts_less():

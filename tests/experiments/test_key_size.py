@@ -1,20 +1,13 @@
 import math
 
 import pytest
-import torch
 
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
 from kexue.experiments._shared.lm import RoPELM
 from kexue.experiments.key_size import KeySizeTalkingHeads, configs, count_parameters, rank_fit_kl
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_configs_have_matched_parameters_and_the_stated_shapes():

@@ -19,14 +19,7 @@ from kexue.experiments._shared.lm import (
 )
 from kexue.experiments.length_extrapolation import KEY_VARIANTS, LengthExtrapolation, variants
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes run fastest on one thread (and do not fight the other test processes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_encode_chars_maps_unknown_to_zero():

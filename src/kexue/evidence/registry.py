@@ -8,6 +8,7 @@ import pkgutil
 
 from kexue.evidence.base import SCALES, Experiment
 
+EXPERIMENTS = "kexue.experiments"  # the package whose public modules are the suite
 _REGISTRY: dict[str, type[Experiment]] = {}
 
 
@@ -30,12 +31,10 @@ def register(cls: type[Experiment]) -> type[Experiment]:
 
 def load_all() -> dict[str, type[Experiment]]:
     """Import every experiment module of the package; return name -> class, sorted."""
-    import kexue.experiments as pkg
-
+    pkg = importlib.import_module(EXPERIMENTS)  # by name: the framework knows no experiment
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_"):
-            continue
-        importlib.import_module(f"kexue.experiments.{info.name}")
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{EXPERIMENTS}.{info.name}")
     return dict(sorted(_REGISTRY.items()))
 
 
