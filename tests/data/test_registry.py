@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 import kexue.data as D
 from kexue.data import registry
+from kexue.data.download import sources
 
 REQUIRED_SETS = {
     "sentiment", "stsb-en", "stsb-zh", "senteval_cn", "sst2", "tinyshakespeare",
@@ -39,22 +41,36 @@ def test_redistributable_flags():
     assert {n for n, ds in D.DATASETS.items() if ds.redistributable} == SHIPPED_SETS
 
 
-@pytest.mark.skipif(not registry.SHARED_ROOT.is_dir(), reason="../shared/data not present")
-@pytest.mark.parametrize("name", sorted(REQUIRED_SETS))
-def test_every_file_is_present(name):
-    assert D.available(name)
-    for key in D.DATASETS[name].files:
-        assert D.path(name, key).is_file()
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.data(n))
+                                  for n in sorted(REQUIRED_SETS)])
+def test_every_file_is_present_and_matches_its_checksum(name):
+    for key, rel in D.DATASETS[name].files.items():
+        p = D.find(name, key)
+        if p is None:
+            continue  # optional files (Tang poems beyond the bundled ten)
+        source = sources().get(rel)
+        if source is not None and p.name == Path(rel).name:  # an upstream copy, not a .gz of it
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == source.sha256, rel
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_SETS))
-def test_shipped_sets_work_without_shared(name, only_shipped):
+def test_bundled_sets_work_alone(name, only_bundled):
     assert D.available(name)
     for key in D.DATASETS[name].files:
         if key in D.DATASETS[name].optional:
             continue
         p = D.path(name, key)
-        assert p.is_relative_to(registry.SHIPPED_ROOT) and p.suffix == ".gz"
+        assert p.is_relative_to(registry.BUNDLED_ROOT) and p.suffix == ".gz"
+
+
+def test_every_file_not_bundled_has_a_source():
+    for ds in D.DATASETS.values():
+        for key, rel in ds.files.items():
+            bundled = ds.redistributable and key not in ds.optional
+            assert (rel in sources()) != bundled, rel
+    for s in sources().values():
+        assert len(s.sha256) == 64 and s.size > 0
+        assert (s.url or "").startswith("https://raw.githubusercontent.com/") or s.derived
 
 
 def test_research_sets_are_never_shipped():
@@ -63,25 +79,25 @@ def test_research_sets_are_never_shipped():
             continue
         for rel in ds.files.values():
             for cand in (rel, rel + ".gz", rel.removesuffix(".gz")):
-                assert not (registry.SHIPPED_ROOT / cand).exists(), cand
+                assert not (registry.BUNDLED_ROOT / cand).exists(), cand
 
 
 def test_shipped_size_is_small():
-    total = sum(p.stat().st_size for p in registry.SHIPPED_ROOT.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in registry.BUNDLED_ROOT.rglob("*") if p.is_file())
     assert total < 12 * 2**20, total
 
 
-@pytest.mark.skipif(not registry.SHARED_ROOT.is_dir(), reason="../shared/data not present")
-def test_shipped_bytes_equal_shared_bytes():
-    """Each shipped .gz decompresses to exactly the shared file (or is the same .gz)."""
+@pytest.mark.data()
+def test_bundled_bytes_equal_upstream_bytes(research_root):
+    """Each bundled .gz decompresses to exactly the upstream file (or is the same .gz)."""
     for name in SHIPPED_SETS:
         ds = D.DATASETS[name]
         for key, rel in ds.files.items():
-            shipped = registry.SHIPPED_ROOT / (rel if rel.endswith(".gz") else rel + ".gz")
+            shipped = registry.BUNDLED_ROOT / (rel if rel.endswith(".gz") else rel + ".gz")
             if key in ds.optional:
                 assert not shipped.exists()
                 continue
-            shared = registry.SHARED_ROOT / rel
+            shared = Path(research_root) / rel
             if rel.endswith(".gz"):
                 assert shipped.read_bytes() == shared.read_bytes(), rel
             else:
@@ -93,6 +109,7 @@ def test_kexue_data_comes_first(monkeypatch, tmp_path):
     (tmp_path / "sentiment" / "sentiment.valid.data").write_text("好\t1\n坏\t0\n", encoding="utf-8")
     monkeypatch.setenv("KEXUE_DATA", str(tmp_path))
     assert D.data_roots()[0] == tmp_path
+    assert D.data_roots()[1:] == [registry.BUNDLED_ROOT, D.user_data_dir()]
     assert D.path("sentiment", "valid") == tmp_path / "sentiment" / "sentiment.valid.data"
     assert D.load_sentiment("valid") == [("好", 1), ("坏", 0)]
 
@@ -127,7 +144,8 @@ def test_missing_file_error_names_path_roots_and_variable(no_roots):
         D.path("sentiment", "train")
     msg = str(err.value)
     assert "sentiment/sentiment.train.data" in msg and "KEXUE_DATA" in msg
-    assert str(registry.SHIPPED_ROOT) in msg and str(registry.SHARED_ROOT) in msg
+    assert str(registry.BUNDLED_ROOT) in msg and str(D.user_data_dir()) in msg
+    assert "kexue data get sentiment" in msg
     assert D.find("sentiment", "train") is None
     assert not D.available("sentiment")
     with pytest.raises(FileNotFoundError, match="KEXUE_DATA"):
@@ -155,7 +173,7 @@ def test_describe_reports_sizes_and_roots():
         expected = sum(p.stat().st_size for k in D.DATASETS[name].files
                        if (p := D.find(name, k)) is not None)
         assert row["size"] == expected
-    assert rows["sst2"]["root"] == str(registry.SHIPPED_ROOT)
+    assert rows["sst2"]["root"] == str(registry.BUNDLED_ROOT)
     assert rows["sst2"]["size"] > 1_000_000
 
 
@@ -164,7 +182,7 @@ def test_describe_when_nothing_is_present(no_roots):
         assert row["present"] is False and row["size"] == 0 and row["root"] is None
 
 
-def test_tang_is_available_from_the_shipped_subset(only_shipped):
+def test_tang_is_available_from_the_bundled_subset(only_bundled):
     assert D.available("chinese-poetry-tang")
     assert D.find("chinese-poetry-tang", "poet.tang.10000") is None
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kexue.data import available
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
 from kexue.experiments._shared.sts import subsample
@@ -20,8 +19,7 @@ from kexue.experiments.cosent import (
 )
 from kexue.models import Bert, BertConfig
 
-needs_zh = pytest.mark.skipif(not (available("stsb-zh") and available("senteval_cn")),
-                              reason="research-use Chinese STS data not available")
+needs_zh = pytest.mark.data("stsb-zh", "senteval_cn")
 
 
 def _encoder(seed=0):

@@ -84,6 +84,7 @@ def test_group_recalls():
     assert math.isclose(r["tail_recall"], 25.0)  # classes 2, 3: recall 0 and 0.5
 
 
+@pytest.mark.data(*LongTail.datasets)
 def test_long_tail_smoke(tmp_path):
     exp = LongTail()
     ctx = Context(seed=0, scale="smoke", workdir=tmp_path, cache_dir=tmp_path, log=lambda s: None)

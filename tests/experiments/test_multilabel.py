@@ -66,6 +66,7 @@ def test_best_threshold_finds_the_separating_value():
     assert multilabel_f1(scores, target, t)["micro_f1"] == 100.0
 
 
+@pytest.mark.data(*MultilabelCE.datasets)
 def test_multilabel_smoke(tmp_path):
     exp = MultilabelCE()
     ctx = Context(seed=0, scale="smoke", workdir=tmp_path, cache_dir=tmp_path, log=lambda s: None)

@@ -110,6 +110,7 @@ def test_worse_task_is_the_one_the_sum_hurts_most():
     assert worse_task(stats) == "sts"
 
 
+@pytest.mark.data(*MultiTaskWeighting.datasets)
 def test_multitask_smoke(tmp_path):
     exp = MultiTaskWeighting()
     ctx = Context(seed=0, scale="smoke", workdir=tmp_path, cache_dir=tmp_path, log=lambda s: None)

@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 
-from kexue.data import available
 from kexue.embed import sts_spearman
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
@@ -15,8 +14,7 @@ from kexue.experiments.whitening_zh import (
     whitening_scores_k,
 )
 
-needs_zh = pytest.mark.skipif(not (available("stsb-zh") and available("senteval_cn")),
-                              reason="research-use Chinese STS data not available")
+needs_zh = pytest.mark.data("stsb-zh", "senteval_cn")
 
 
 def _anisotropic(n=300, d=12, seed=0):

@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from kexue.data import available
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
 from kexue.experiments.word_vector_dim import (
@@ -85,7 +84,7 @@ def test_unigram_entropy():
     assert unigram_entropy(torch.tensor([5, 0, 0])) == pytest.approx(0.0)
 
 
-@pytest.mark.skipif(not available("ptb-lm"), reason="PTB not available")
+@pytest.mark.data("ptb-lm")
 def test_word_vector_dim_smoke(tmp_path):
     exp = WordVectorDimension()
     ctx = Context(0, "smoke", tmp_path, tmp_path)

@@ -5,14 +5,12 @@ pytest.importorskip("sentencepiece")
 
 import jieba
 
-from kexue.data import available, load_sentiment
+from kexue.data import load_sentiment
 from kexue.models.cpm import CPMTokenizer
 
 
 @pytest.fixture(scope="module")
 def lines():
-    if not available("sentiment"):
-        pytest.skip("sentiment data not available")
     return [text for text, _ in load_sentiment("train")[:400]]
 
 

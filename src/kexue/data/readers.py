@@ -1,7 +1,7 @@
 """Readers for the registered data sets: plain Python lists, in file order.
 
 Every reader goes through :mod:`kexue.data.registry`, so it works the same on the shipped
-gzip copies, on ``../shared/data`` and on a ``$KEXUE_DATA`` folder. Carriage returns are
+gzip copies, on downloaded copies and on a ``$KEXUE_DATA`` folder. Carriage returns are
 stripped, a ``split`` outside the documented ones raises ``ValueError`` listing the valid
 ones, and a line that does not have the expected fields raises ``ValueError`` naming the
 file and line number (no record is ever silently dropped or padded).
@@ -94,7 +94,7 @@ def load_senteval_cn(task: str, split: str) -> list[tuple[str, str, int]]:
     """ATEC / BQ / LCQMC / PAWSX sentence pairs ``(s1, s2, label)`` with label 0/1.
 
     Only the valid and test splits exist here (research-use data, read from
-    ``$KEXUE_DATA`` or ``../shared/data``).
+    ``$KEXUE_DATA`` or ``kexue data get``).
     """
     _check("task", task, ("ATEC", "BQ", "LCQMC", "PAWSX"))
     _check("split", split, ("valid", "test"))
@@ -120,7 +120,7 @@ def load_tang_poems(limit: int | None = None) -> list[str]:
     """Tang poems, each its ``paragraphs`` joined by ``"\\n"`` (traditional characters).
 
     Reads every ``poet.tang.<n>.json`` present under the data roots, in numeric order:
-    the repository ships the first 10 files (10,008 poems), ``../shared/data`` holds 45
+    the package bundles the first 10 files (10,008 poems), ``kexue data get`` fetches 45
     (45,023 poems). ``limit`` keeps only the first ``limit`` poems.
     """
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -291,7 +291,7 @@ def load_kgclue(split: str) -> list[dict[str, Any]]:
 
 def load_kgclue_kb() -> list[tuple[str, str, str]]:
     """The mini knowledge base derived from KgCLUE's gold answers: 22000 triples
-    ``(head, relation, tail)`` (no distractors; see shared/data/README.md §9)."""
+    ``(head, relation, tail)`` (no distractors; see :func:`kexue.data.download.derive_kgclue_kb`)."""
     return [tuple(row) for row in _fields("kgclue", "kb", 3)]
 
 

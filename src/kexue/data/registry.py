@@ -4,8 +4,10 @@ Every file is named by a path *relative to a data root*. A file is looked up, in
 under
 
 1. each folder in ``$KEXUE_DATA`` (``os.pathsep``-separated), if the variable is set;
-2. the repository's shipped ``data/`` folder (gzip copies of the redistributable sets);
-3. ``../shared/data`` beside the repository (the research-use sets live only there).
+2. the data bundled inside the installed package (``kexue/data/bundled``: gzip copies of
+   the redistributable sets, which also travel inside the wheel);
+3. the user data cache (:func:`user_data_dir`), where ``kexue data get NAME`` downloads
+   the research-use sets from their public sources.
 
 Under each root both ``rel`` and ``rel + ".gz"`` are tried (and, when ``rel`` ends in
 ``.gz``, also ``rel`` without it), so a reader never cares whether a copy is compressed:
@@ -24,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import platformdirs
+
 __all__ = [
+    "BUNDLED_ROOT",
     "DATASETS",
     "DataSet",
     "available",
@@ -33,12 +38,11 @@ __all__ = [
     "find",
     "open_text",
     "path",
+    "user_cache_root",
+    "user_data_dir",
 ]
 
-# src/kexue/data/registry.py -> parents[3] is the repository root in the editable src layout.
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-SHIPPED_ROOT = _REPO_ROOT / "data"
-SHARED_ROOT = _REPO_ROOT.parent / "shared" / "data"
+BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ def _fewclue_files(task: str, extra: tuple[str, ...]) -> dict[str, str]:
     return {s: f"fewclue-{task}/{s}.json" for s in splits}
 
 
-# The 45 Tang-poem files present in shared/data; the first 10 are shipped with the repo.
+# The first 45 Tang-poem files of the upstream collection; the first 10 are bundled, the
+# rest come with `kexue data get chinese-poetry-tang`.
 _TANG_SHIPPED = 10
 _TANG_FILES = {f"poet.tang.{i * 1000}": f"chinese-poetry-tang/poet.tang.{i * 1000}.json"
                for i in range(45)}
@@ -129,7 +134,7 @@ _SETS = [
     DataSet(
         "chinese-poetry-tang",
         "Tang poems (traditional Chinese), JSON arrays of {author, paragraphs, title, id}; "
-        f"the repo ships files 0..{(_TANG_SHIPPED - 1) * 1000}, shared/data holds 45 files",
+        f"files 0..{(_TANG_SHIPPED - 1) * 1000} are bundled; `kexue data get` fetches all 45",
         "chinese-poetry/chinese-poetry 全唐诗/ @ 99ebbef",
         "MIT",
         True,
@@ -217,11 +222,22 @@ _SETS = [
 DATASETS: dict[str, DataSet] = {ds.name: ds for ds in _SETS}
 
 
+def user_cache_root() -> Path:
+    """kexue's cache folder: ``$KEXUE_CACHE`` if set, else the platform's user cache
+    (``~/.cache/kexue`` on Linux). Downloaded data, results and trained weights live here."""
+    root = os.environ.get("KEXUE_CACHE")
+    return Path(root).expanduser() if root else platformdirs.user_cache_path("kexue")
+
+
+def user_data_dir() -> Path:
+    """Where ``kexue data get`` puts downloaded sets: ``<user cache>/data``."""
+    return user_cache_root() / "data"
+
+
 def data_roots() -> list[Path]:
-    """The roots searched, in order: ``$KEXUE_DATA`` entries, shipped ``data/``, shared data."""
+    """The roots searched, in order: ``$KEXUE_DATA`` entries, bundled data, user data cache."""
     roots = [Path(p).expanduser() for p in os.environ.get("KEXUE_DATA", "").split(os.pathsep) if p]
-    roots += [SHIPPED_ROOT, SHARED_ROOT]
-    return roots
+    return roots + [BUNDLED_ROOT, user_data_dir()]
 
 
 def _candidates(rel: str) -> list[str]:
@@ -261,7 +277,8 @@ def path(name: str, key: str) -> Path:
         roots = ", ".join(str(r) for r in data_roots())
         raise FileNotFoundError(
             f"data file {rel!r} (or {_candidates(rel)[1]!r}) of data set {name!r} not found; "
-            f"searched roots: {roots}. Set KEXUE_DATA to a folder that holds {rel!r}."
+            f"searched roots: {roots}. Run `kexue data get {name}` to download it, or set "
+            f"KEXUE_DATA to a folder that holds {rel!r}."
         )
     return found[0]
 

@@ -51,7 +51,19 @@ def resolve(names: list[str] | None) -> list[type[Experiment]]:
         else:
             hits = [e for e in experiments.values() if name.upper() in e.techniques]
         if not hits:
-            known = ", ".join(experiments) or "(none registered)"
-            raise UnknownExperiment(f"unknown experiment {name!r}; known: {known}")
+            raise UnknownExperiment(_unknown(name, experiments))
         chosen += [h for h in hits if h not in chosen]
     return chosen
+
+
+def _unknown(name: str, experiments: dict[str, type[Experiment]]) -> str:
+    from kexue.evidence.catalogue import by_id
+
+    try:
+        technique = by_id(name)
+    except KeyError:
+        known = ", ".join(experiments) or "(none registered)"
+        return f"unknown experiment {name!r}; known: {known}"
+    status = "implemented" if technique.implemented() else "planned"
+    return (f"technique {technique.id} ({technique.name}) has no experiment yet "
+            f"(library status: {status})")

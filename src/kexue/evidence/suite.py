@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import kexue
+from kexue.data import PretrainedModelMissing
 from kexue.evidence.base import (
     SCALES,
     Context,
@@ -43,7 +43,10 @@ class CacheError(RuntimeError):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("KEXUE_CACHE", Path.home() / ".cache" / "kexue"))
+    """``$KEXUE_CACHE`` or the user cache folder (see :func:`kexue.data.user_cache_root`)."""
+    from kexue.data import user_cache_root
+
+    return user_cache_root()
 
 
 def code_version(exp: type[Experiment]) -> str:
@@ -67,17 +70,45 @@ def cache_key(exp: type[Experiment], scale: str, seeds: list[int]) -> str:
 
 
 def versions() -> dict[str, str]:
+    """Versions of Python, kexue and the libraries results depend on, read from package
+    metadata (importing transformers just for its version would cost seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version(), "kexue": kexue.__version__}
-    for mod in ("torch", "numpy", "transformers", "sentence_transformers"):
-        m = sys.modules.get(mod)
-        if m is None:
-            try:
-                m = __import__(mod)
-            except ImportError:
-                continue
-        out[mod] = getattr(m, "__version__", "?")
+    for dist in ("torch", "numpy", "transformers", "sentence-transformers"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
     out["platform"] = platform.platform()
     return out
+
+
+def _timings_path() -> Path:
+    return cache_root() / "timings.json"
+
+
+def measured_minutes() -> dict[tuple[str, str], float]:
+    """(experiment, scale) -> wall minutes of its last run on this machine."""
+    try:
+        raw = json.loads(_timings_path().read_text())
+        return {tuple(k.split("|", 1)): float(v) for k, v in raw.items()}  # type: ignore[misc]
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _record_minutes(name: str, scale: str, seconds: float) -> None:
+    """Remember a run's wall time for ``kexue list`` (best effort: never fails a run)."""
+    try:
+        times = {f"{k[0]}|{k[1]}": v for k, v in measured_minutes().items()}
+        times[f"{name}|{scale}"] = round(seconds / 60, 2)
+        path = _timings_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".timings.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(times, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def data_provenance(names: tuple[str, ...]) -> dict[str, Any]:
@@ -141,7 +172,8 @@ def run_experiment(
     missing = missing_data(exp_cls.datasets)
     if missing:
         record.update(status="skipped", verdict="skipped",
-                      reason=f"data not available: {', '.join(missing)} (set KEXUE_DATA)")
+                      reason=f"data not available: {', '.join(missing)} (run `kexue data get "
+                             f"{' '.join(missing)}` or set KEXUE_DATA)")
         record["wall_time"] = time.time() - started
         return record
     record["data"] = data_provenance(exp_cls.datasets)
@@ -157,8 +189,9 @@ def run_experiment(
         stats = _aggregate(runs, exp_cls.deterministic)
         extra = exp.summarize(stats, runs, Context(seeds[0], scale, workdir, cache_root() / "work", log))
         checks = exp.checks(stats)
-    except Skip as e:
-        record.update(status="skipped", verdict="skipped", reason=str(e))
+    except (Skip, PretrainedModelMissing) as e:
+        reason = str(e) if isinstance(e, Skip) else f"pretrained model not installed: {e}"
+        record.update(status="skipped", verdict="skipped", reason=reason)
         record["wall_time"] = time.time() - started
         return record
     for r in runs + ([extra] if extra else []):
@@ -216,9 +249,9 @@ def reproduce(
         raise ValueError(f"--scale must be one of {SCALES}, got {scale!r}")
     if n_seeds is not None and n_seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
-    root = os.environ.get("KEXUE_DATA")
-    if root and not Path(root).is_dir():
-        raise FileNotFoundError(f"KEXUE_DATA={root} is not a directory")
+    for root in os.environ.get("KEXUE_DATA", "").split(os.pathsep):
+        if root and not Path(root).expanduser().is_dir():
+            raise FileNotFoundError(f"KEXUE_DATA entry {root} is not a directory")
     out = Path(out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S"))
     check_writable(out)
     run_info = {"scale": scale, "seeds": n_seeds, "started": datetime.now(timezone.utc)
@@ -249,6 +282,8 @@ def reproduce(
                           "status": "error", "verdict": "error",
                           "reason": f"{type(e).__name__}: {e}",
                           "traceback": traceback.format_exc()}
+            if record["status"] == "ok":
+                _record_minutes(exp.name, scale, record["wall_time"])
             if use_cache and record["status"] == "ok":
                 _store(entry, record, workdir)
         records.append(record)
