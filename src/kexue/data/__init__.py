@@ -7,6 +7,7 @@ and the ``load_*`` readers return plain lists.
 """
 
 from kexue.data.download import DownloadError, get
+from kexue.data.masking import mask_tokens
 from kexue.data.pretrained import PretrainedModelMissing, minilm_path
 from kexue.data.readers import (
     load_cmrc2018,
@@ -66,6 +67,7 @@ __all__ = [
     "load_stsb",
     "load_tang_poems",
     "load_tinyshakespeare",
+    "mask_tokens",
     "minilm_path",
     "open_text",
     "path",

@@ -136,6 +136,13 @@ class Bert(nn.Module):
         self.mlm = MLMHead(config) if mlm else None
         self.apply(self._init_weights)
 
+    def mlm_logits(self, hidden: Tensor) -> Tensor:
+        """Masked-LM logits ``(..., vocab)`` of hidden states ``(..., hidden)``, e.g. of the
+        chosen positions only (cheaper than the full ``(batch, seq, vocab)`` output)."""
+        if self.mlm is None:
+            raise ValueError("this Bert has no MLM head; build it with Bert(..., mlm=True)")
+        return self.mlm(hidden, self.embeddings.word.weight)
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -188,7 +195,7 @@ class Bert(nn.Module):
             output_hidden_states=output_hidden_states,
         )  # fmt: skip
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
-        logits = self.mlm(x, self.embeddings.word.weight) if self.mlm is not None else None
+        logits = self.mlm_logits(x) if self.mlm is not None else None
         return BertOutput(x, pooled, hidden, logits, presents)
 
     # ------------------------------------------------------------------ seq2seq

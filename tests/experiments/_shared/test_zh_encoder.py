@@ -8,7 +8,6 @@ from kexue.experiments._shared import zh_encoder
 from kexue.experiments._shared.zh_encoder import (
     ZhEncoderConfig,
     char_hf_tokenizer,
-    mask_for_mlm,
     mlm_loss,
     pretrain_zh_encoder,
     pretraining_corpus,
@@ -27,37 +26,6 @@ def _batch(n=64, seq=40, vocab=100, seed=0):
     ids[torch.arange(n), lengths - 1] = 3  # [SEP]
     ids[mask == 0] = 0
     return ids, mask
-
-
-def test_mask_for_mlm_chooses_only_real_tokens_and_follows_80_10_10():
-    ids, mask = _batch(n=400)
-    g = torch.Generator().manual_seed(1)
-    inputs, labels = mask_for_mlm(ids, mask, mask_token_id=4, vocab_size=100, num_special=5,
-                                  mask_prob=0.15, generator=g)
-    chosen = labels != -100
-    assert not chosen[(mask == 0) | (ids < 5)].any()  # padding, [CLS], [SEP] never chosen
-    assert torch.equal(labels[chosen], ids[chosen])
-    assert torch.equal(inputs[~chosen], ids[~chosen])  # everything else untouched
-    real = ((mask == 1) & (ids >= 5)).sum().item()
-    assert abs(chosen.sum().item() / real - 0.15) < 0.01
-    masked = (inputs[chosen] == 4).float().mean().item()
-    kept = (inputs[chosen] == ids[chosen]).float().mean().item()  # "keep" + random hits itself
-    assert abs(masked - 0.8) < 0.03
-    assert abs(kept - 0.1) < 0.03
-    assert (inputs[chosen] >= 4).all()  # random replacements are real characters
-
-
-@pytest.mark.parametrize("p", [0.0, 1.0, -0.1])
-def test_mask_for_mlm_rejects_bad_probability(p):
-    ids, mask = _batch(n=2)
-    with pytest.raises(ValueError, match="mask_prob"):
-        mask_for_mlm(ids, mask, 4, 100, 5, mask_prob=p)
-
-
-def test_mask_for_mlm_rejects_mismatched_shapes():
-    ids, mask = _batch(n=2)
-    with pytest.raises(ValueError, match="one shape"):
-        mask_for_mlm(ids, mask[:, :-1], 4, 100, 5)
 
 
 def test_char_hf_tokenizer_matches_char_tokenizer():

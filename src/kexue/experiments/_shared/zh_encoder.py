@@ -9,9 +9,8 @@ The weights and the vocabulary are cached under ``cache_dir`` in a folder named 
 of the configuration, so every seed of every experiment that asks for the same
 configuration reuses one pretraining run.
 
-Masking (Devlin et al. 2019): each real character is chosen with probability
-``mask_prob``; a chosen one becomes ``[MASK]`` 80% of the time, a random character 10%,
-and stays 10%; the loss is the cross-entropy of the MLM head on the chosen positions only.
+Masking is BERT's 80/10/10 rule (:func:`kexue.data.mask_tokens`) over the real
+characters; the loss is the cross-entropy of the MLM head on the chosen positions only.
 """
 
 from __future__ import annotations
@@ -25,12 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from kexue.data import CharTokenizer
+from kexue.data import CharTokenizer, mask_tokens
 
 WEIGHTS_DONE = "pretrained.json"  # written last: a folder without it is incomplete
 
@@ -77,46 +75,6 @@ def pretraining_corpus(max_poems: int | None, chunk: int, max_reviews: int | Non
     return [p for p in pieces if p.strip()]
 
 
-def mask_for_mlm(
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    mask_token_id: int,
-    vocab_size: int,
-    num_special: int,
-    mask_prob: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
-    """BERT's 80/10/10 masking of the real (non-special) tokens of a batch.
-
-    Args:
-        input_ids, attention_mask: (batch, seq).
-        num_special: ids ``< num_special`` ([PAD], [CLS], [SEP], ...) are never chosen.
-
-    Returns:
-        ``(inputs, labels)``, both (batch, seq): ``labels`` holds the original id at the
-        chosen positions and -100 (ignored by cross-entropy) elsewhere.
-    """
-    if not 0 < mask_prob < 1:
-        raise ValueError(f"expected 0 < mask_prob < 1, got {mask_prob}")
-    if input_ids.shape != attention_mask.shape:
-        raise ValueError(
-            f"expected input_ids and attention_mask of one shape, got "
-            f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}"
-        )
-    candidates = (attention_mask > 0) & (input_ids >= num_special)
-    draw = torch.rand(input_ids.shape, generator=generator)
-    chosen = candidates & (draw < mask_prob)
-    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-    # Split the chosen positions 80 / 10 / 10 by a second uniform draw.
-    how = torch.rand(input_ids.shape, generator=generator)
-    random_ids = torch.randint(num_special, vocab_size, input_ids.shape, generator=generator)
-    inputs = input_ids.clone()
-    inputs[chosen & (how < 0.8)] = mask_token_id
-    swap = chosen & (how >= 0.8) & (how < 0.9)
-    inputs[swap] = random_ids[swap]
-    return inputs, labels
-
-
 def mlm_loss(model: nn.Module, batch: Any, mask_prob: float = 0.15) -> Tensor:
     """Masked-LM cross-entropy of a ``(input_ids, attention_mask)`` batch of a
     :class:`kexue.models.Bert` built with ``mlm=True``; logits only at the chosen positions."""
@@ -124,15 +82,16 @@ def mlm_loss(model: nn.Module, batch: Any, mask_prob: float = 0.15) -> Tensor:
     length = int(attention_mask.sum(1).max())
     input_ids, attention_mask = input_ids[:, :length], attention_mask[:, :length]
     bert = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    inputs, labels = mask_for_mlm(
-        input_ids, attention_mask, CharTokenizer.SPECIAL_TOKENS.index("[MASK]"),
-        bert.config.vocab_size, len(CharTokenizer.SPECIAL_TOKENS), mask_prob,
-    )  # fmt: skip
+    inputs, labels = mask_tokens(
+        input_ids, CharTokenizer.SPECIAL_TOKENS.index("[MASK]"), bert.config.vocab_size,
+        attention_mask=attention_mask, num_special=len(CharTokenizer.SPECIAL_TOKENS),
+        mask_prob=mask_prob,
+    )
     if not (labels != -100).any():  # a batch without a chosen token: choose the first one
         labels[0, 1] = input_ids[0, 1]
     hidden = model(inputs, attention_mask=attention_mask).last_hidden_state  # (batch, seq, hidden)
     picked = labels != -100
-    logits = bert.mlm(hidden[picked], bert.embeddings.word.weight)  # (n_chosen, vocab)
+    logits = bert.mlm_logits(hidden[picked])  # (n_chosen, vocab)
     return F.cross_entropy(logits, labels[picked])
 
 
