@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
@@ -64,12 +63,10 @@ def flooded_loss(b: float):
 def gradient_penalty_loss(weight: float):
     """``loss_fn`` = ``L + weight * ||grad_theta L||^2`` over the trainable parameters."""
     from kexue.experiments._shared.classification import cross_entropy_loss
+    from kexue.train import parameter_gradient_penalty
 
     def loss_fn(model: nn.Module, batch: Any) -> Tensor:
-        loss = cross_entropy_loss(model, batch)
-        params = [p for p in model.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss, params, create_graph=True)
-        return loss + weight * sum(g.pow(2).sum() for g in grads)
+        return parameter_gradient_penalty(cross_entropy_loss(model, batch), model, 2 * weight)
 
     return loss_fn
 
@@ -77,12 +74,9 @@ def gradient_penalty_loss(weight: float):
 def parameter_grad_sq_norm(model: nn.Module, data: TensorDataset) -> float:
     """``||grad_theta L||^2`` of the mean cross-entropy over all of ``data``."""
     from kexue.experiments._shared.classification import cross_entropy_loss
+    from kexue.train import squared_gradient_norm
 
-    model.zero_grad(set_to_none=True)
-    cross_entropy_loss(model, data.tensors).backward()
-    value = sum(p.grad.pow(2).sum().item() for p in model.parameters() if p.grad is not None)
-    model.zero_grad(set_to_none=True)
-    return value
+    return squared_gradient_norm(cross_entropy_loss(model, data.tensors), model.parameters()).item()
 
 
 def loss_and_accuracy(model: nn.Module, data: TensorDataset) -> tuple[float, float]:

@@ -13,6 +13,10 @@ from kexue.train.loop import (  # noqa: F401  (the training loop)
     fit,
     seed_everything,
 )
+from kexue.train.penalties import (  # noqa: F401  (T3, T30: parameter-gradient penalty)
+    parameter_gradient_penalty,
+    squared_gradient_norm,
+)
 from kexue.train.step import (  # noqa: F401  (the step protocol)
     LossFn,
     Step,
