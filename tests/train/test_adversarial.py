@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kexue.train.adversarial import (
+from kexue.train import (
     FGM,
     GradientPenaltyStep,
     PerturbationSite,

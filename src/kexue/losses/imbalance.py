@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kexue.losses._reduction import check_reduction, reduce
+
 __all__ = [
     "class_weighted_cross_entropy",
     "f1_weighted_cross_entropy",
@@ -31,23 +33,9 @@ __all__ = [
     "smooth_f1_loss",
 ]
 
-_REDUCTIONS = ("none", "mean", "sum")
 
 
 # ----------------------------------------------------------------------------- helpers
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
 def _classification_form(input: Tensor, target: Tensor) -> str:
     """Validate (input, target) and say which form they are in: "binary" or "multiclass"."""
     if not torch.is_floating_point(input):
@@ -128,7 +116,7 @@ def focal_loss(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"`` over elements (``"mean"`` is the plain
             mean, also with ``alpha``).
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
     form = _classification_form(input, target)
@@ -136,7 +124,7 @@ def focal_loss(
     loss = ce if gamma == 0 else _modulating_factor(ce, gamma) * ce
     if alpha is not None:
         loss = _class_weight(target, form, alpha, input) * loss
-    return _reduce(loss, reduction)
+    return reduce(loss, reduction)
 
 
 def _class_weight(target: Tensor, form: str, alpha: float | Tensor, input: Tensor) -> Tensor:
@@ -182,13 +170,13 @@ def hard_truncation_loss(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``; ``"mean"`` divides by the number of
             all elements, truncated ones included.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     if not 0.0 < m <= 1.0:
         raise ValueError(f"threshold m must lie in (0, 1], got {m}")
     form = _classification_form(input, target)
     ce = _cross_entropy(input, target, form)  # (*) = -log p_t
     keep = ce >= -math.log(m)  # p_t <= m
-    return _reduce(ce * keep, reduction)
+    return reduce(ce * keep, reduction)
 
 
 def smooth_f1_loss(
@@ -215,7 +203,7 @@ def smooth_f1_loss(
         reduction: over classes: ``"none"`` gives ``(C,)`` (a 0-d tensor for binary
             targets), ``"mean"`` the macro average, ``"sum"`` the sum.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     if eps <= 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     form = _classification_form(input, target)
@@ -228,7 +216,7 @@ def smooth_f1_loss(
         dims = [d for d in range(input.dim()) if d != 1]
         tp, total = (y * p).sum(dims), (y + p).sum(dims)  # (C,)
     f1 = 2 * tp / total.clamp_min(eps)
-    return _reduce(1 - f1, reduction)
+    return reduce(1 - f1, reduction)
 
 
 def class_weighted_cross_entropy(
@@ -252,7 +240,7 @@ def class_weighted_cross_entropy(
             :math:`w_y \cdot CE` over elements; note ``F.cross_entropy(weight=...)`` divides
             by :math:`\sum w_y` instead.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     form = _classification_form(input, target)
     num_classes = 2 if form == "binary" else input.shape[1]
     if not isinstance(weight, Tensor) or weight.shape != (num_classes,):
@@ -268,7 +256,7 @@ def class_weighted_cross_entropy(
         )
     else:
         loss = F.cross_entropy(input, target, weight=weight, reduction="none")
-    return _reduce(loss, reduction)
+    return reduce(loss, reduction)
 
 
 def f1_weighted_cross_entropy(
@@ -298,7 +286,7 @@ def f1_weighted_cross_entropy(
         eps: lower bound for the denominator of the batch estimate.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"`` over elements.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     form = _classification_form(input, target)
     if form != "binary":
         raise ValueError(
@@ -314,4 +302,4 @@ def f1_weighted_cross_entropy(
             raise ValueError(f"f1 must be a scalar in [0, 1], got {f1.tolist()}")
     w = y * (1 - f1 / 2) + (1 - y) * (f1 / 2)  # (*)
     loss = F.binary_cross_entropy_with_logits(input, y, weight=w, reduction="none")
-    return _reduce(loss, reduction)
+    return reduce(loss, reduction)

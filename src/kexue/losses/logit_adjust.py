@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue.losses.imbalance import _check_reduction
+from kexue.losses._reduction import check_reduction
 
 __all__ = ["LogitAdjustedLoss", "class_priors", "posthoc_logit_adjust"]
 
@@ -127,7 +127,7 @@ class LogitAdjustedLoss(nn.Module):
 
     def __init__(self, class_priors: Tensor, tau: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
-        _check_reduction(reduction)
+        check_reduction(reduction)
         if tau < 0:
             raise ValueError(f"tau must be >= 0, got {tau}")
         self.tau = float(tau)

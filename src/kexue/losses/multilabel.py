@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kexue.losses.imbalance import _check_reduction, _reduce
+from kexue.losses._reduction import check_reduction, reduce
 
 __all__ = ["multilabel_categorical_crossentropy", "sparse_multilabel_categorical_crossentropy"]
 
@@ -63,7 +63,7 @@ def multilabel_categorical_crossentropy(
         target: 0/1 labels of the same shape (any dtype).
         reduction: ``"none"`` gives ``(...)``; ``"mean"`` | ``"sum"`` over it.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     _check_scores(input)
     if target.shape != input.shape:
         raise ValueError(
@@ -79,7 +79,7 @@ def multilabel_categorical_crossentropy(
                 f"target must hold only 0 and 1, found {int(bad.sum())} other value(s), e.g. "
                 f"{target[bad].flatten()[0].item()}"
             )
-    return _reduce(_multilabel_ce(input, positive), reduction)
+    return reduce(_multilabel_ce(input, positive), reduction)
 
 
 def sparse_multilabel_categorical_crossentropy(
@@ -107,7 +107,7 @@ def sparse_multilabel_categorical_crossentropy(
         ignore_index: padding value, must lie outside [0, C).
         reduction: ``"none"`` gives ``(...)``; ``"mean"`` | ``"sum"`` over it.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     _check_scores(input)
     num_classes = input.shape[-1]
     if torch.is_floating_point(target) or target.dtype == torch.bool:
@@ -131,4 +131,4 @@ def sparse_multilabel_categorical_crossentropy(
     # padding goes to an extra column C that is dropped afterwards
     positive = input.new_zeros(input.shape[:-1] + (num_classes + 1,), dtype=torch.bool)
     positive.scatter_(-1, target.masked_fill(~valid, num_classes), True)
-    return _reduce(_multilabel_ce(input, positive[..., :num_classes]), reduction)
+    return reduce(_multilabel_ce(input, positive[..., :num_classes]), reduction)

@@ -1,31 +1,58 @@
 """Training: the loop (:mod:`kexue.train.loop`) and the step protocol
 (:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow."""
 
-from kexue.train.adversarial import (  # noqa: F401  (T7: FGM, gradient penalty)
+from kexue.train._perturbation import (  # where perturbations are added
+    PerturbationSite,
+    no_sync,
+    normalize_perturbation,
+)
+from kexue.train.adversarial import (  # T7: FGM, gradient penalty
     FGM,
     GradientPenaltyStep,
-    PerturbationSite,
     gradient_penalty,
 )
-from kexue.train.loop import (  # noqa: F401  (the training loop)
+from kexue.train.loop import (  # the training loop
     TrainConfig,
     TrainResult,
     fit,
     seed_everything,
 )
-from kexue.train.penalties import (  # noqa: F401  (T3, T30: parameter-gradient penalty)
+from kexue.train.penalties import (  # T3, T30: parameter-gradient penalty
     parameter_gradient_penalty,
     squared_gradient_norm,
 )
-from kexue.train.step import (  # noqa: F401  (the step protocol)
+from kexue.train.step import (  # the step protocol
     LossFn,
     Step,
     check_scalar_loss,
     plain_step,
 )
-from kexue.train.vat import (  # noqa: F401  (T4: VAT, noise, Rademacher estimator)
+from kexue.train.vat import (  # T4: VAT, noise, Rademacher estimator
     VAT,
     NoiseConsistency,
     rademacher_gradient_penalty,
 )
-from kexue.train.weissi import weissi_penalty  # noqa: F401  (T2: WEISSI)
+from kexue.train.weissi import weissi_penalty  # T2: WEISSI
+
+__all__ = [
+    "FGM",
+    "VAT",
+    "GradientPenaltyStep",
+    "LossFn",
+    "NoiseConsistency",
+    "PerturbationSite",
+    "Step",
+    "TrainConfig",
+    "TrainResult",
+    "check_scalar_loss",
+    "fit",
+    "gradient_penalty",
+    "no_sync",
+    "normalize_perturbation",
+    "parameter_gradient_penalty",
+    "plain_step",
+    "rademacher_gradient_penalty",
+    "seed_everything",
+    "squared_gradient_norm",
+    "weissi_penalty",
+]

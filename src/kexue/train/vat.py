@@ -51,13 +51,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue.train.adversarial import (
+from kexue.train._perturbation import (
     PerturbationSite,
-    _check_positive,
-    _describe,
-    _site_grads,
+    check_positive,
+    describe,
     no_sync,
     normalize_perturbation,
+    site_grads,
 )
 from kexue.train.step import LossFn, check_scalar_loss
 
@@ -150,7 +150,7 @@ class _ConsistencyStep:
                  alpha: float, predict_fn: PredictFn | None) -> None:
         self.site = PerturbationSite(target, where)
         self.divergence = _resolve_divergence(divergence)
-        self.alpha = _check_positive("alpha", alpha)
+        self.alpha = check_positive("alpha", alpha)
         self.predict_fn = predict_fn if predict_fn is not None else default_predict
 
     def _clean(self, model: nn.Module, batch: Any) -> tuple[Tensor, list[Tensor]]:
@@ -165,7 +165,7 @@ class _ConsistencyStep:
             out = self.predict_fn(model, batch)
         value = self.divergence(clean, out)
         if not isinstance(value, Tensor) or value.dim() != 0:
-            raise ValueError(f"the divergence must return a scalar, got {_describe(value)}")
+            raise ValueError(f"the divergence must return a scalar, got {describe(value)}")
         return value
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:  # pragma: no cover - abstract
@@ -208,8 +208,8 @@ class VAT(_ConsistencyStep):
                  n_power_iterations: int = 1, where: str = "weight", norm: str = "global",
                  divergence: str | Divergence = "kl", alpha: float = 1.0,
                  predict_fn: PredictFn | None = None) -> None:
-        self.epsilon = _check_positive("epsilon", epsilon)
-        self.xi = _check_positive("xi", xi)
+        self.epsilon = check_positive("epsilon", epsilon)
+        self.xi = check_positive("xi", xi)
         if not isinstance(n_power_iterations, int) or n_power_iterations < 0:
             raise ValueError(f"n_power_iterations must be an int >= 0, got {n_power_iterations!r}")
         if norm not in ("global", "per_example"):
@@ -226,7 +226,7 @@ class VAT(_ConsistencyStep):
         for _ in range(self.n_power_iterations):
             probes = [(self.xi * d).requires_grad_() for d in normalize_perturbation(u, self.norm)]
             with no_sync(model):
-                u = _site_grads(self._consistency(model, batch, clean, probes), probes)  # ~ H u
+                u = site_grads(self._consistency(model, batch, clean, probes), probes)  # ~ H u
         return normalize_perturbation(u, self.norm)
 
     def perturbation(self, model: nn.Module, batch: Any) -> list[Tensor]:
@@ -256,7 +256,7 @@ class NoiseConsistency(_ConsistencyStep):
     def __init__(self, target: nn.Module, sigma: float, *, where: str = "output",
                  divergence: str | Divergence = "kl", alpha: float = 1.0,
                  predict_fn: PredictFn | None = None) -> None:
-        self.sigma = _check_positive("sigma", sigma)
+        self.sigma = check_positive("sigma", sigma)
         super().__init__(target, where, divergence, alpha, predict_fn)
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
@@ -288,9 +288,9 @@ def rademacher_gradient_penalty(outputs: Tensor, inputs: Tensor, *, weights: Ten
         create_graph: keep the graph so the estimate can be trained on.
     """
     if not isinstance(outputs, Tensor) or outputs.dim() == 0:
-        raise ValueError(f"outputs must be a (batch, ...) tensor, got {_describe(outputs)}")
+        raise ValueError(f"outputs must be a (batch, ...) tensor, got {describe(outputs)}")
     if not isinstance(inputs, Tensor) or not inputs.requires_grad:
-        raise ValueError(f"inputs must be a tensor with requires_grad=True, got {_describe(inputs)}")
+        raise ValueError(f"inputs must be a tensor with requires_grad=True, got {describe(inputs)}")
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
     if reduction not in ("mean", "sum", "none"):
