@@ -51,6 +51,12 @@ def _run(names: list[str] | None, args: argparse.Namespace, out: Path | None) ->
 
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     experiments = resolve(names)
     out, records = reproduce(experiments, args.scale, args.seeds, out,
                              use_cache=not args.no_cache)
@@ -177,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seeds per experiment (default: its own)")
         s.add_argument("--no-cache", action="store_true",
                        help="ignore and do not write the cache")
+        s.add_argument("--threads", type=int, default=None,
+                       help="intra-op threads for torch (default: torch's own, one per core)")
 
     s = sub.add_parser("reproduce", help="run experiments and write a report",
                        epilog=__doc__.split("\n\n", 1)[1])

@@ -5,8 +5,8 @@ from kexue.evidence.suite import _aggregate
 from kexue.experiments.recompute import Recompute, measure
 
 
-def test_measure_reports_memory_and_time():
-    shape = {"layers": 2, "hidden": 64, "seq": 16, "batch": 2, "steps": 1, "seed": 0}
+def test_measure_reports_memory_and_time(one_thread):
+    shape = {"layers": 2, "hidden": 64, "seq": 16, "batch": 2, "steps": 1, "seed": 0, "threads": 1}
     on, off = measure(recompute=True, **shape), measure(recompute=False, **shape)
     assert on["peak_extra_mb"] >= 0 and on["step_seconds"] > 0
     assert 0 < on["saved_mb"] < off["saved_mb"]

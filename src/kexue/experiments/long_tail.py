@@ -283,8 +283,6 @@ class LongTail(Experiment):
         return ctx.pick(TASKS, TASKS, smoke=("tnews",))
 
     def run(self, ctx: Context) -> Run:
-        if torch.get_num_threads() > 2:
-            torch.set_num_threads(2)
         metrics: dict[str, float] = {}
         notes = []
         for task in self.tasks(ctx):

@@ -175,8 +175,6 @@ class MultilabelCE(Experiment):
         )
         from kexue.losses import multilabel_categorical_crossentropy
 
-        if torch.get_num_threads() > 2:
-            torch.set_num_threads(2)
         num_labels = ctx.pick(NUM_LABELS, NUM_LABELS, smoke=20)
         names, parts = build_multilabel(keyword_records(), num_labels, seed=0)
         if ctx.scale == "smoke":

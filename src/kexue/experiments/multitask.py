@@ -222,8 +222,6 @@ class MultiTaskWeighting(Experiment):
         from kexue.data import load_sentiment, load_stsb
         from kexue.train import TrainConfig, fit
 
-        if torch.get_num_threads() > 2:
-            torch.set_num_threads(2)
         rng = random.Random(0)  # fixed data subsets; seeds vary the model and batches
         sent_train = load_sentiment("train")
         sent_train = rng.sample(sent_train, min(len(sent_train), ctx.pick(8000, 16883, smoke=300)))

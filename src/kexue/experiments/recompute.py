@@ -32,15 +32,15 @@ def _status_bytes(field: str) -> int:
 
 
 def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, steps: int,
-            seed: int) -> dict[str, float]:
-    """One training configuration in this process: saved activations, peak extra memory
-    and median step time."""
+            seed: int, threads: int) -> dict[str, float]:
+    """One training configuration in this (fresh) process, on ``threads`` intra-op threads:
+    saved activations, peak extra memory and median step time."""
     import torch
 
     from kexue.models import Bert, BertConfig
     from kexue.nn import saved_activation_bytes
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=8000, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
@@ -70,9 +70,13 @@ def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, ste
 
 
 def measure_in_subprocess(**kwargs) -> dict[str, float]:
+    """:func:`measure` in a fresh interpreter with this process's thread count."""
+    import torch
+
+    kwargs["threads"] = torch.get_num_threads()
     code = ("import json, sys; from kexue.experiments.recompute import measure; "
             "print(json.dumps(measure(**json.loads(sys.argv[1]))))")
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(kwargs["threads"])}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
                          text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
