@@ -59,7 +59,8 @@ def _run(names: list[str] | None, args: argparse.Namespace, out: Path | None) ->
         torch.set_num_threads(args.threads)
     experiments = resolve(names)
     out, records = reproduce(experiments, args.scale, args.seeds, out,
-                             use_cache=not args.no_cache)
+                             use_cache=not args.no_cache,
+                             model=Path(args.model) if args.model else None)
     print()
     print(summary_table(records))
     print(f"\nreport: {out / 'index.html'} (and index.md, results.json)")
@@ -83,7 +84,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from kexue.evidence.report import load_results, summary_table, write_report
+    from kexue.evidence.records import load_results
+    from kexue.evidence.report import summary_table, write_report
 
     run, records = load_results(Path(args.dir))
     write_report(Path(args.dir), run, records)
@@ -131,8 +133,8 @@ def technique_table(reports: list[Path]) -> str:
 
     Verdicts come from the ``reports`` folders in order; a later folder wins."""
     from kexue.evidence.catalogue import TECHNIQUES
+    from kexue.evidence.records import load_results
     from kexue.evidence.registry import load_all
-    from kexue.evidence.report import load_results
 
     verdicts: dict[str, str] = {}
     for report in reports:
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seeds per experiment (default: its own)")
         s.add_argument("--no-cache", action="store_true",
                        help="ignore and do not write the cache")
+        s.add_argument("--model", default=None, metavar="PATH",
+                       help="a local Hugging Face BERT folder for the experiments that "
+                            "fine-tune a pretrained encoder (default: all-MiniLM-L6-v2)")
         s.add_argument("--threads", type=int, default=None,
                        help="intra-op threads for torch (default: torch's own, one per core)")
 
@@ -223,13 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from kexue.data import DownloadError
+    from kexue.evidence.records import RecordError
     from kexue.evidence.registry import UnknownExperiment
-    from kexue.evidence.suite import CacheError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (UnknownExperiment, ValueError, FileNotFoundError, PermissionError, CacheError,
+    except (UnknownExperiment, ValueError, FileNotFoundError, PermissionError, RecordError,
             DownloadError) as e:
         print(f"kexue: error: {e}", file=sys.stderr)
         return EXIT_USAGE

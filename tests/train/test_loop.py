@@ -323,6 +323,45 @@ def test_resume_rejects_an_incompatible_checkpoint(tmp_path):
         fit(make_model(), mse, make_data(16), _config(steps=5, out_dir=tmp_path, resume=True))
 
 
+def test_a_nan_never_replaces_the_last_good_checkpoint(tmp_path):
+    """A loss that turns NaN at step 13 (checkpoints every 5): the run stops at step 15
+    without writing, the step-10 checkpoint stays, and a resume continues from it."""
+    calls = {"n": 0}
+
+    def poisoned(model, batch):
+        calls["n"] += 1
+        loss = mse(model, batch)
+        return loss * float("nan") if calls["n"] == 13 else loss
+
+    seed_everything(0)
+    with pytest.raises(FloatingPointError, match="not finite at step 15"):
+        fit(make_model(), poisoned, make_data(16),
+            _config(steps=20, checkpoint_every=5, log_every=100, out_dir=tmp_path))
+    good = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert good["state"]["step"] == 10
+    assert all(torch.isfinite(v).all() for v in good["model"].values())
+    seed_everything(0)
+    result = fit(make_model(), mse, make_data(16),
+                 _config(steps=20, checkpoint_every=5, out_dir=tmp_path, resume=True))
+    assert result.step == 20
+
+
+def test_checkpoints_rotate_and_a_corrupt_one_falls_back(tmp_path):
+    seed_everything(0)
+    fit(make_model(), mse, make_data(16), _config(steps=9, checkpoint_every=3, out_dir=tmp_path))
+    steps = {p.name: torch.load(p, weights_only=True)["state"]["step"]
+             for p in sorted(tmp_path.glob("checkpoint*.pt"))}
+    assert steps == {"checkpoint.pt": 9, "checkpoint.1.pt": 6}  # keep_checkpoints=2
+    data = bytearray((tmp_path / "checkpoint.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    (tmp_path / "checkpoint.pt").write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"checkpoint\.pt \(ValueError: checksum mismatch\).*"
+                                         r"resuming from .*checkpoint\.1\.pt"):
+        result = fit(make_model(), mse, make_data(16),
+                     _config(steps=9, checkpoint_every=3, out_dir=tmp_path, resume=True))
+    assert result.step == 9 and [r["step"] for r in result.history][-1] == 9
+
+
 # --- DDP -------------------------------------------------------------------------------
 
 

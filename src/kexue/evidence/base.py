@@ -1,31 +1,30 @@
-"""The evidence suite's vocabulary: a claim, an experiment, its checks and its result.
+"""The evidence suite's vocabulary: a claim, an experiment, its runs and its context.
 
 An experiment reproduces one post's claim. It runs once per seed (``run``), each run
-returning measured metrics; the suite aggregates every metric over seeds (mean, std)
-and the experiment turns those statistics into ``Check`` s with the helpers below.
-The verdict is computed from the checks, never written by hand:
-
-* every check holds                       -> ``reproduced``
-* some check fails beyond seed noise      -> ``not reproduced``
-* otherwise (a difference within noise)   -> ``inconclusive``
-
-"Beyond noise" means the difference of means exceeds twice its standard error
-(sample std over seeds, ddof=1). A stochastic experiment run with one seed has no
-noise estimate, so a comparison it makes is ``inconclusive`` unless the experiment
-is declared ``deterministic`` (e.g. evaluating a fixed pretrained model).
+returning measured metrics; the suite aggregates every metric over seeds
+(:class:`~kexue.evidence.stats.Stats`) and the experiment turns those statistics into
+:class:`~kexue.evidence.stats.Check` s with the helpers there. The verdict is computed
+from the checks (:func:`~kexue.evidence.stats.verdict`), never written by hand.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-INCONCLUSIVE = "inconclusive"
+from kexue.evidence.stats import (  # noqa: F401  (re-exported: the vocabulary in one place)
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Check,
+    Stat,
+    Stats,
+    fmt,
+    verdict,
+)
+
 SCALES = ("quick", "full")
 
 
@@ -79,147 +78,30 @@ class Run:
 
 
 @dataclass
-class Stat:
-    """One metric over seeds."""
-
-    values: list[float]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return sum(self.values) / len(self.values)
-
-    @property
-    def std(self) -> float:
-        if self.n < 2:
-            return 0.0
-        m = self.mean
-        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
-
-    @property
-    def sem(self) -> float:
-        return self.std / math.sqrt(self.n)
-
-    def __str__(self) -> str:
-        return fmt(self.mean) if self.n < 2 else f"{fmt(self.mean)} ± {fmt(self.std)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"values": self.values, "mean": self.mean, "std": self.std, "n": self.n}
-
-
-def fmt(x: float) -> str:
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return str(x)
-    return f"{x:.4g}" if abs(x) < 1000 else f"{x:.1f}"
-
-
-@dataclass
-class Check:
-    """One comparison behind a verdict: ``holds`` is True, False or None (within noise)."""
-
-    description: str
-    holds: bool | None
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Stats(dict):
-    """Metric name -> :class:`Stat`, plus the comparison helpers experiments use."""
-
-    deterministic: bool = False
-
-    def _noise(self, *stats: Stat) -> float | None:
-        """Twice the standard error of a sum/difference of means; None if unknown."""
-        if self.deterministic:
-            return 0.0
-        if any(s.n < 2 for s in stats):
-            return None
-        return 2.0 * math.sqrt(sum(s.sem**2 for s in stats))
-
-    def _decide(self, description: str, diff: float, noise: float | None, what: str) -> Check:
-        if noise is None:
-            return Check(description, None, f"{what}; one seed, noise unknown")
-        beyond = "deterministic" if self.deterministic else f"beyond noise ({fmt(noise)})"
-        if diff > noise:
-            return Check(description, True, f"{what}; {beyond}")
-        if diff < -noise:
-            return Check(description, False, f"{what}; {beyond}")
-        return Check(description, None, f"{what}; within noise ({fmt(noise)})")
-
-    def greater(self, a: str, b: str, margin: float = 0.0, description: str = "") -> Check:
-        """``mean(a) > mean(b) + margin`` beyond seed noise."""
-        sa, sb = self[a], self[b]
-        diff = sa.mean - sb.mean - margin
-        what = f"{a} = {sa} vs {b} = {sb}" + (f" (+{fmt(margin)})" if margin else "")
-        return self._decide(description or f"{a} > {b}", diff, self._noise(sa, sb), what)
-
-    def not_worse(self, a: str, b: str, tolerance: float, description: str = "") -> Check:
-        """``mean(a) >= mean(b) - tolerance`` (a tolerance is a stated, not noise, bound)."""
-        sa, sb = self[a], self[b]
-        diff = sa.mean - sb.mean + tolerance
-        what = f"{a} = {sa} vs {b} = {sb}, tolerance {fmt(tolerance)}"
-        desc = description or f"{a} >= {b} - {fmt(tolerance)}"
-        return self._decide(desc, diff, self._noise(sa, sb), what)
-
-    def above(self, a: str, threshold: float, description: str = "") -> Check:
-        """``mean(a) > threshold`` beyond seed noise."""
-        sa = self[a]
-        noise = self._noise(sa)
-        return self._decide(
-            description or f"{a} > {fmt(threshold)}",
-            sa.mean - threshold,
-            noise,
-            f"{a} = {sa} vs {fmt(threshold)}",
-        )
-
-    def below(self, a: str, threshold: float, description: str = "") -> Check:
-        """``mean(a) < threshold`` beyond seed noise."""
-        sa = self[a]
-        return self._decide(
-            description or f"{a} < {fmt(threshold)}",
-            threshold - sa.mean,
-            self._noise(sa),
-            f"{a} = {sa} vs {fmt(threshold)}",
-        )
-
-    def within(self, a: str, b: str, tolerance: float, description: str = "") -> Check:
-        """``|mean(a) - mean(b)| <= tolerance``; noise widens nothing here (a stated bound)."""
-        sa, sb = self[a], self[b]
-        gap = abs(sa.mean - sb.mean)
-        what = f"|{a} - {b}| = {fmt(gap)} (tolerance {fmt(tolerance)}; {sa} vs {sb})"
-        return Check(description or f"|{a} - {b}| <= {fmt(tolerance)}", gap <= tolerance, what)
-
-
-def verdict(checks: Iterable[Check]) -> str:
-    outcomes = [c.holds for c in checks]
-    if not outcomes:
-        raise ValueError("an experiment must produce at least one check")
-    if all(o is True for o in outcomes):
-        return REPRODUCED
-    if any(o is False for o in outcomes):
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
-
-
-@dataclass
 class Context:
-    """What a run gets: its seed, scale, a folder for figures and a shared cache."""
+    """What a run gets: its seed, scale, a folder for figures, a shared cache, and the
+    pretrained model to use (``--model``; None means the bundled MiniLM)."""
 
     seed: int
     scale: str
     workdir: Path  # this experiment's folder inside the report
     cache_dir: Path  # survives across runs, e.g. for trained weights
     log: Callable[[str], None] = print
+    model: Path | None = None
+    progress: bool = False  # show progress bars (the suite sets it on a terminal)
 
     def figure(self, name: str) -> Path:
         """Path for a PNG; pass ``path.name`` relative paths back in ``Run.figures``."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         return self.workdir / name
+
+    def model_path(self) -> Path:
+        """The pretrained encoder's folder: ``--model`` or the bundled all-MiniLM-L6-v2."""
+        if self.model is not None:
+            return Path(self.model)
+        from kexue.data import minilm_path
+
+        return minilm_path()
 
     def pick(self, quick: Any, full: Any, smoke: Any = None) -> Any:
         """The value for the current scale. ``smoke`` is a tiny setting that only the
@@ -242,7 +124,8 @@ class Experiment:
     datasets: ClassVar[tuple[str, ...]] = ()  # kexue.data names this needs
     minutes: ClassVar[dict[str, float]] = {"quick": 1.0, "full": 10.0}  # expected wall time
     seeds: ClassVar[int] = 3  # default number of seeds
-    deterministic: ClassVar[bool] = False  # True: seeds cannot change the result
+    deterministic: ClassVar[bool] = False  # True: nothing trained or sampled
+    uses_model: ClassVar[bool] = False  # True: runs on a pretrained encoder (--model)
 
     def run(self, ctx: Context) -> Run:
         raise NotImplementedError

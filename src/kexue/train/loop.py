@@ -16,7 +16,10 @@ Read it top to bottom like nanoGPT's ``train.py``, but as a function::
   ``out_dir/checkpoint.pt`` holds everything needed to continue bit-for-bit
   (model, optimiser, schedule, step, data position, python / numpy / torch RNG
   states of every rank). It stores only tensors and plain Python values, so it
-  loads with ``torch.load(..., weights_only=True)``.
+  loads with ``torch.load(..., weights_only=True)``. A checkpoint is written only
+  when the weights and the running loss are finite; the previous ones are kept as
+  ``checkpoint.1.pt``, ... (``keep_checkpoints``), each with a ``.sha256`` file, and a
+  resume takes the newest one whose checksum matches, saying which it skipped.
 - Launched by ``torchrun --nproc_per_node N`` (``WORLD_SIZE > 1``), the model is
   wrapped in ``DistributedDataParallel`` over the gloo backend, the data are
   sharded, ``batch_size`` is per process, and only rank 0 writes files and shows
@@ -26,12 +29,17 @@ Read it top to bottom like nanoGPT's ``train.py``, but as a function::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import itertools
 import json
 import math
 import os
 import random
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,9 +91,10 @@ class TrainConfig:
     progress: bool = True
     shuffle: bool = True
     drop_last: bool = False
+    keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every"):
+        for name in ("steps", "batch_size", "log_every", "keep_checkpoints"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
@@ -220,7 +229,6 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     out_dir = Path(config.out_dir) if config.out_dir is not None else None
-    checkpoint_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
 
     # --- data: the order of epoch e is a function of (seed, e) only -------------------
     sampler = DistributedSampler(train_data, num_replicas=world, rank=rank,
@@ -254,9 +262,10 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
     # --- state: fresh, or continued from the checkpoint ----------------------------
     state = {"step": 0, "epoch": 0, "position": 0, "elapsed": 0.0, "loss_sum": 0.0,
              "loss_count": 0, "history": []}
-    checkpoint = None
-    if config.resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    checkpoint, checkpoint_path = None, None
+    if config.resume:
+        checkpoint, checkpoint_path = _load_checkpoint(out_dir, config.keep_checkpoints)
+    if checkpoint is not None:
         _check_checkpoint(checkpoint, checkpoint_path, config, world)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -354,7 +363,8 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
                     rng = [None] * world
                     dist.all_gather_object(rng, _rng_state())
                 if rank == 0:
-                    _save_atomic({
+                    _check_finite(model, loss_sum, step_num, out_dir)
+                    _write_checkpoint({
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
@@ -366,7 +376,7 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
                         "world_size": world,
                         "config": {k: str(v) if isinstance(v, Path) else v
                                    for k, v in dataclasses.asdict(config).items()},
-                    }, checkpoint_path)
+                    }, out_dir, config.keep_checkpoints)
 
         if step_num == config.steps and eval_fn is not None and last_eval is None:
             last_eval = _evaluate(model, eval_fn, rank, distributed)  # resumed at the end
@@ -477,15 +487,78 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    """Write to a temporary file, flush it to disk, then rename over ``path``: a crash
-    leaves either the old checkpoint or the new one, never a torn file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _save_atomic(data: bytes, path: Path) -> None:
+    """Write to a uniquely named temporary file, flush it to disk, then rename over
+    ``path``: a crash leaves either the old file or the new one, never a torn file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def checkpoint_paths(out_dir: Path, keep: int) -> list[Path]:
+    """Newest first: ``checkpoint.pt``, ``checkpoint.1.pt``, ... (``keep`` in all)."""
+    return [out_dir / CHECKPOINT_NAME] + [out_dir / f"checkpoint.{i}.pt" for i in range(1, keep)]
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _write_checkpoint(obj: dict[str, Any], out_dir: Path, keep: int) -> None:
+    """Rotate the kept checkpoints, then write ``checkpoint.pt`` and its checksum."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    paths = checkpoint_paths(out_dir, keep)
+    for newer, older in reversed(list(itertools.pairwise(paths))):
+        if newer.exists():
+            os.replace(newer, older)
+            if _sidecar(newer).exists():
+                os.replace(_sidecar(newer), _sidecar(older))
+    _save_atomic(hashlib.sha256(data).hexdigest().encode(), _sidecar(paths[0]))
+    _save_atomic(data, paths[0])
+
+
+def _load_checkpoint(out_dir: Path, keep: int) -> tuple[dict | None, Path | None]:
+    """The newest checkpoint whose bytes match their checksum, or (None, None)."""
+    skipped = []
+    for path in checkpoint_paths(out_dir, keep):
+        if not path.exists():
+            continue
+        try:
+            data = path.read_bytes()
+            expected = _sidecar(path).read_text().strip()
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise ValueError("checksum mismatch")
+            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001  a corrupt checkpoint is skipped, not fatal
+            skipped.append(f"{path} ({type(e).__name__}: {e})")
+            continue
+        if skipped:
+            warnings.warn(f"skipped corrupt checkpoint(s) {'; '.join(skipped)}; resuming from "
+                          f"{path}", stacklevel=3)
+        return checkpoint, path
+    if skipped:
+        warnings.warn(f"every checkpoint is corrupt ({'; '.join(skipped)}); starting afresh",
+                      stacklevel=3)
+    return None, None
+
+
+def _check_finite(model: nn.Module, loss_sum: torch.Tensor, step: int, out_dir: Path) -> None:
+    """Refuse to checkpoint non-finite weights or losses (the last good one stays)."""
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad or not torch.isfinite(loss_sum).all():
+        what = f"parameters {', '.join(bad[:5])}" if bad else "the training loss"
+        raise FloatingPointError(
+            f"{what} not finite at step {step}; no checkpoint written, the last good one in "
+            f"{out_dir} is kept")
 
 
 def _check_checkpoint(checkpoint: dict, path: Path, config: TrainConfig, world: int) -> None:
