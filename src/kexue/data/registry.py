@@ -328,13 +328,50 @@ def describe() -> list[dict]:
     return rows
 
 
+class _NamedFile(io.TextIOBase):
+    """A text file whose read errors (a damaged gzip stream, bytes that are not UTF-8)
+    become ``ValueError`` naming the file, instead of a bare ``BadGzipFile`` / ``EOFError``."""
+
+    def __init__(self, raw: IO[str], path: Path) -> None:
+        self._raw, self.path = raw, path
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
+            raise ValueError(f"cannot read {self.path}: {type(e).__name__}: {e} (a damaged "
+                             f"or truncated copy? delete it and fetch it again)") from e
+
+    def read(self, size: int | None = -1) -> str:
+        return self._guard(self._raw.read, size)
+
+    def readline(self, size: int = -1) -> str:  # type: ignore[override]
+        return self._guard(self._raw.readline, size)
+
+    def __next__(self) -> str:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def __iter__(self):
+        return self
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_text(name: str, key: str) -> IO[str]:
     """Open file ``key`` of data set ``name`` as UTF-8 text, decompressing ``.gz`` copies.
 
     Lines end only at ``"\\n"`` (a stray ``"\\r"`` is kept for the reader to strip), so a
-    record is never split at a carriage return.
+    record is never split at a carriage return. A damaged file raises ``ValueError``
+    naming it.
     """
     p = path(name, key)
     if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="\n")
-    return open(p, encoding="utf-8", newline="\n")
+        raw = io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="\n")  # noqa: SIM115
+    else:
+        raw = open(p, encoding="utf-8", newline="\n")  # noqa: SIM115  (closed by the wrapper)
+    return _NamedFile(raw, p)  # type: ignore[return-value]

@@ -18,6 +18,8 @@ one scalar per batch (not averaged). The baselines of the post:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,6 +45,9 @@ def _check_pairs(scores: Tensor, labels: Tensor, *, name: str = "scores") -> tup
     if not scores.is_floating_point():
         raise ValueError(f"expected floating-point {name}, got dtype {scores.dtype}")
     batch = scores.shape[0]
+    if labels.dim() > 1 and labels.squeeze().dim() > 1:
+        raise ValueError(f"expected labels of shape (batch,) like {name}, got shape "
+                         f"{tuple(labels.shape)}")
     if labels.numel() != batch:
         raise ValueError(
             f"expected one label per pair: {name} has {batch} entries but labels has "
@@ -56,6 +61,13 @@ def _check_pairs(scores: Tensor, labels: Tensor, *, name: str = "scores") -> tup
     if labels.is_floating_point() and torch.isnan(labels).any():
         raise ValueError(f"labels contain NaN ({int(torch.isnan(labels).sum())} entries)")
     return scores, labels
+
+
+def _check_scale(scale: float) -> None:
+    """``lambda`` must be a finite number > 0: a negative one inverts the ranking."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) \
+            or scale <= 0:
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
 
 
 def _check_embeddings(u: Tensor, v: Tensor) -> None:
@@ -111,6 +123,7 @@ def cosent_loss(scores: Tensor, labels: Tensor, scale: float = 20.0) -> Tensor:
     two agree to rounding (tested).
     """
     scores, labels = _check_pairs(scores, labels)
+    _check_scale(scale)
     s = scores.to(_compute_dtype(scores)) * scale  # (batch,)
     if not labels.is_floating_point():
         labels = labels.to(torch.int64)  # bool / unsigned labels cannot be negated
@@ -132,6 +145,7 @@ def cosent_loss_pairwise(scores: Tensor, labels: Tensor, scale: float = 20.0) ->
     the post. Same arguments and result as :func:`cosent_loss`; O(B^2) memory.
     """
     scores, labels = _check_pairs(scores, labels)
+    _check_scale(scale)
     s = scores.to(_compute_dtype(scores)) * scale  # (batch,)
     diff = s[:, None] - s[None, :]  # (batch, batch): s_j - s_i at [j, i]
     ranked_below = labels[:, None] < labels[None, :]  # y_j < y_i

@@ -88,6 +88,8 @@ def _check_priors(priors: Tensor, tol: float = 1e-3) -> Tensor:
         )
     if not torch.is_floating_point(priors):
         priors = priors.to(torch.float32)
+    if not bool(torch.isfinite(priors).all()):
+        raise ValueError(f"class_priors must be finite, got {priors.tolist()}")
     if bool((priors <= 0).any()):
         bad = (priors <= 0).nonzero().flatten().tolist()
         raise ValueError(

@@ -34,11 +34,19 @@ from kexue.nn.position import LearnedPositionEmbedding, RotaryEmbedding, sinusoi
 from kexue.nn.transformer import Transformer, get_activation
 
 
-def check_input_ids(input_ids: Tensor) -> None:
-    """Raise ``ValueError`` unless ``input_ids`` is an integer ``(batch, seq)`` tensor."""
+def check_input_ids(input_ids: Tensor, vocab_size: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``input_ids`` is a non-empty integer ``(batch, seq)``
+    tensor with every id in ``[0, vocab_size)``."""
     if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
         got = (tuple(input_ids.shape), input_ids.dtype) if isinstance(input_ids, Tensor) else input_ids
         raise ValueError(f"input_ids must be an integer (batch, seq) tensor, got {got}")
+    if input_ids.numel() == 0:
+        raise ValueError(f"input_ids must hold at least one token, got shape {tuple(input_ids.shape)}")
+    if vocab_size is not None:
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"input_ids must lie in [0, {vocab_size}) (the vocabulary), got {bad}")
 
 
 @dataclass
@@ -170,7 +178,7 @@ class Bert(nn.Module):
         includes cached positions. ``is_causal`` adds the LM mask; ``attn_bias`` is an
         additive logit bias ``(batch|1, heads|1, seq, keys)``.
         """
-        check_input_ids(input_ids)
+        check_input_ids(input_ids, self.config.vocab_size)
         b, t = input_ids.shape
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         if token_type_ids is None:

@@ -97,7 +97,7 @@ class GPT2(nn.Module):
 
         ``attention_mask`` ``(batch, past + seq)`` 0/1 marks padding keys (for
         left-padded batches; positions then count real tokens only)."""
-        check_input_ids(input_ids)
+        check_input_ids(input_ids, self.config.vocab_size)
         b, t = input_ids.shape
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         mask = None

@@ -66,7 +66,16 @@ class _Config:
             path = path / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"no config.json at {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not a valid JSON config ({e})") from e
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(raw).__name__}")  # noqa: TRY004  (a bad file, not a bad argument)
+        try:
+            return cls.from_dict(raw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from e
 
     def to_json(self, path: str | os.PathLike, **extra: Any) -> None:
         path = Path(path)
@@ -337,25 +346,37 @@ def strip_prefix(hf: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 # --------------------------------------------------------------------------- files
 
 
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    """One weights file, with an error that names it when it is damaged."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"cannot read weights from {path}: {type(e).__name__}: {e}") from e
+
+
 def load_hf_state_dict(folder: str | os.PathLike) -> dict[str, Tensor]:
     """All tensors of the checkpoint in ``folder`` (safetensors first, then ``.bin``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
     if (folder / SAFETENSORS).is_file():
-        from safetensors.torch import load_file
-
-        return load_file(folder / SAFETENSORS)
+        return _read_weights(folder / SAFETENSORS)
     if (folder / SAFETENSORS_INDEX).is_file():
-        from safetensors.torch import load_file
-
-        index = json.loads((folder / SAFETENSORS_INDEX).read_text())
+        try:
+            index = json.loads((folder / SAFETENSORS_INDEX).read_text())
+            shards = sorted(set(index["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{folder / SAFETENSORS_INDEX} is not a safetensors index ({e})") from e
         state = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            state.update(load_file(folder / shard))
+        for shard in shards:
+            state.update(_read_weights(folder / shard))
         return state
     if (folder / TORCH_BIN).is_file():
-        return torch.load(folder / TORCH_BIN, map_location="cpu", weights_only=True)
+        return _read_weights(folder / TORCH_BIN)
     raise FileNotFoundError(
         f"no weights in {folder}: expected {SAFETENSORS}, {SAFETENSORS_INDEX} or {TORCH_BIN}"
     )
