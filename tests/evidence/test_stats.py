@@ -106,3 +106,24 @@ def test_holm_false_positive_rate_stays_at_alpha():
 def test_seed_count_mismatch_is_an_error():
     with pytest.raises(ValueError, match="one seed per value"):
         Stat([1.0, 2.0], [0])
+
+
+@pytest.mark.parametrize("mean, std, text", [
+    (34.8312, 0.4924, "34.8 ± 0.5"),
+    (34.8312, 0.1524, "34.83 ± 0.15"),
+    (81.55, 0.0, "81.55"),
+    (0.5012, 0.0312, "0.50 ± 0.03"),
+    (1234.5, 56.0, "1230 ± 60"),
+    (1234.5, 5.6, "1234 ± 6"),
+    (3.399e-17, None, "3.4e-17"),
+])
+def test_numbers_carry_the_digits_the_noise_allows(mean, std, text):
+    from kexue.evidence.stats import format_stat
+
+    assert format_stat(mean, std) == text
+
+
+def test_checks_name_the_metrics_they_decided_on():
+    stats = Stats(a=Stat([1.0, 2.0]), b=Stat([0.0, 1.0]))
+    assert stats.greater("a", "b").metrics == ["a", "b"]
+    assert stats.above("a", 0.5).metrics == ["a"]

@@ -99,8 +99,10 @@ def test_reproduce_writes_report_keeps_results_and_caches(fakes):
     assert "boom" in blob["experiments"][1]["reason"]
     assert (out / "fake-good" / "plot.png").exists()
     md = (out / "index.md").read_text()
-    assert "fake-good" in md and "reproduced" in md and "a beats b" in md
-    assert "<table>" in (out / "index.html").read_text()
+    assert "[fake-good](fake-good/index.md)" in md and "reproduced" in md
+    assert "a beats b" in (out / "fake-good" / "index.md").read_text()
+    assert '<table id="summary">' in (out / "index.html").read_text()
+    assert "a beats b" in (out / "fake-good" / "index.html").read_text()
     # second run: served from the cache, figures restored
     out2 = fakes / "report2"
     _, again = suite.reproduce([Good], "quick", None, out2)

@@ -51,6 +51,9 @@ class Claim:
     post_setting: str = ""  # the post's model, data and budget
     our_setting: str = ""  # ours (the quick scale; the full scale is in the experiment)
     substitution: str = ""  # why, when fidelity is "substituted"
+    # the post's own numbers under our metric names, e.g. {"sst2/fgm/accuracy": 62.46}, drawn
+    # beside ours in the report (leave out what the post does not report comparably)
+    reported_values: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.fidelity and self.fidelity not in FIDELITIES:

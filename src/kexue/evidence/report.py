@@ -1,217 +1,265 @@
-"""Write an evidence report from result records.
+"""The evidence report: a summary page of every technique and a page per experiment, in
+Markdown (for GitHub) and HTML (Jinja2 templates, for a browser or GitHub Pages).
 
-The records are the dictionaries produced by :mod:`kexue.evidence.suite`; this
-module only formats them, so ``kexue report DIR`` can redraw a report from its
+Layout of a report folder::
+
+    results.json          every record (see :mod:`kexue.evidence.records`)
+    index.md / .html      the summary: the 34 techniques, fidelity, verdict, the numbers the
+                          verdict was decided on (ours beside the post's), time
+    <experiment>/index.md / .html   claim, settings, checks, metrics, tables, plots,
+                          samples, provenance; its PNGs sit beside it
+
+Everything is referenced relatively, so the folder can be moved or published as is. The
+records are only formatted here, so ``kexue report DIR`` can redraw a folder from its
 ``results.json`` alone.
 """
 
 from __future__ import annotations
 
-import html
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import jinja2
+from markdown_it import MarkdownIt
 
 from kexue.evidence.cache import atomic_write
 from kexue.evidence.records import merge_results, safe_name
+from kexue.evidence.stats import fmt, format_stat
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+__all__ = ["deciding_numbers", "summary_table", "write_report"]
 
-VERDICT_ICON = {
-    "reproduced": "✅",
-    "not reproduced": "❌",
-    "inconclusive": "➖",
-    "skipped": "⏭",
-    "error": "⚠",
-}
+VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "➖",
+                "skipped": "⏭", "error": "⚠"}
+VERDICT_ORDER = ["reproduced", "not reproduced", "inconclusive", "skipped", "error"]
+# text symbols for HTML: emoji are missing from many fonts (headless browsers, servers)
+HTML_ICON = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "≈", "skipped": "–",
+             "error": "!"}
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}" if abs(x) < 1000 else f"{x:.1f}"
+# ----------------------------------------------------------------------------- numbers
 
 
 def _stat(m: dict[str, Any]) -> str:
-    return _fmt(m["mean"]) if m["n"] < 2 else f"{_fmt(m['mean'])} ± {_fmt(m['std'])}"
+    return format_stat(m["mean"], m["std"] if m.get("n", 1) > 1 else None)
 
 
-def _key_metrics(rec: dict[str, Any], n: int = 3) -> str:
+def deciding_numbers(rec: dict[str, Any], limit: int = 4) -> list[dict[str, str]]:
+    """The metrics the verdict was decided on (those its checks name, in order), each with
+    ours (mean ± std over seeds) and the post's number where the claim gives one."""
     metrics = rec.get("metrics") or {}
-    return ", ".join(f"{k} {_stat(v)}" for k, v in list(metrics.items())[:n])
+    names: list[str] = []
+    for check in rec.get("checks") or []:
+        names += [m for m in check.get("metrics", []) if m in metrics and m not in names]
+    if not names:
+        names = list(metrics)[:limit]
+    reported = (rec.get("claim") or {}).get("reported_values") or {}
+    return [{"metric": n, "ours": _stat(metrics[n]),
+             "post": fmt(reported[n]) if n in reported else ""} for n in names[:limit]]
+
+
+def _numbers_text(rec: dict[str, Any]) -> str:
+    parts = []
+    for d in deciding_numbers(rec):
+        parts.append(f"{d['metric']} {d['ours']}" + (f" (post {d['post']})" if d["post"] else ""))
+    return "; ".join(parts)
+
+
+def _minutes(rec: dict[str, Any]) -> str:
+    if "wall_time" not in rec:
+        return "-"
+    s = rec["wall_time"]
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:
-    """A plain-text table for the terminal."""
-    rows = [("experiment", "techniques", "verdict", "time", "key metrics")]
+    """A plain-text table for the terminal: one line per experiment."""
+    rows = [("experiment", "verdict", "time", "deciding numbers (ours, post)")]
     for r in records:
-        t = f"{r['wall_time']:.0f}s" if "wall_time" in r else "-"
-        rows.append((r["name"], " ".join(r["techniques"]), r["verdict"], t,
-                     _key_metrics(r) or r.get("reason", "")))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        rows.append((r["name"], r["verdict"], _minutes(r),
+                     _numbers_text(r) if r.get("status") == "ok" else r.get("reason", "")))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
     for j, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
         if j == 0:
-            lines.append("-" * (sum(widths) + 8 + len(row[4])))
+            lines.append("-" * min(120, sum(widths) + 6 + len(row[3])))
     return "\n".join(lines)
 
 
-def _metrics_plot(out: Path, rec: dict[str, Any]) -> str | None:
-    """A bar chart (mean ± std over seeds) for experiments that drew no figure."""
-    metrics = rec.get("metrics") or {}
-    if rec.get("figures") or len(metrics) < 2:
-        return None
-    names = list(metrics)
-    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names) + 2), 3.2))
-    ax.bar(range(len(names)), [metrics[k]["mean"] for k in names],
-           yerr=[metrics[k]["std"] for k in names], capsize=3, color="#4c72b0")
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_title(f"{rec['name']}: mean ± std over {len(rec['seeds'])} seed(s)", fontsize=9)
-    fig.tight_layout()
-    name = safe_name(rec["name"])
-    rel = f"{name}/metrics.png"
-    (out / name).mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / rel, dpi=110)
-    plt.close(fig)
-    return "metrics.png"
+# ----------------------------------------------------------------------------- model
 
 
-def _markdown(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
-    counts: dict[str, int] = {}
+def _technique_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per technique of the catalogue (and per unknown one a record names)."""
+    from kexue.evidence.catalogue import TECHNIQUES
+
+    by_technique: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        for t in r.get("techniques", []):
+            by_technique.setdefault(t, []).append(r)
+    known = [t.id for t in TECHNIQUES]
+    rows = [{"id": t.id, "name": t.name, "posts": t.posts,
+             "records": by_technique.get(t.id, [])} for t in TECHNIQUES]
+    rows += [{"id": t, "name": "", "posts": (), "records": rs}
+             for t, rs in by_technique.items() if t not in known]
+    return rows
+
+
+def _counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    counts = {v: 0 for v in VERDICT_ORDER}
     for r in records:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-    v = run.get("versions", {})
-    lines = [
-        "# kexue evidence report",
-        "",
-        f"Scale **{run['scale']}**, started {run['started']}, wall time "
-        f"{run.get('wall_time', 0):.0f} s. "
-        + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) + ".",
-        "",
-        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        "",
-        "| experiment | techniques | verdict | key metrics | time |",
-        "|---|---|---|---|---|",
-    ]
-    for r in records:
-        t = f"{r['wall_time']:.0f} s" if "wall_time" in r else "-"
-        key = _key_metrics(r) or r.get("reason", "")
-        lines.append(f"| [{r['name']}](#{r['name']}) | {' '.join(r['techniques'])} | "
-                     f"{VERDICT_ICON.get(r['verdict'], '')} {r['verdict']} | {key} | {t} |")
-    for r in records:
-        lines += ["", f"## {r['name']}", ""]
-        c = r["claim"]
-        lines += [
-            f"*{c['post']}* ({c['date']}, <{c['url']}>), techniques {', '.join(r['techniques'])}.",
-            "",
-            f"**Claim.** {c['statement']}",
-            "",
-            f"**Reproduced if.** {c['condition']}",
-        ]
-        if c.get("reported"):
-            lines += ["", f"**The post reports.** {c['reported']}"]
-        lines += ["", f"**Verdict: {r['verdict']}**"
-                  + (f" — {r['reason']}" if r.get("reason") else "")
-                  + (" (cached)" if r.get("cached") else "")]
-        if r.get("checks"):
-            lines += [""] + [
-                f"- {'✔' if ch['holds'] else ('✘' if ch['holds'] is False else '?')} "
-                f"{ch['description']}: {ch['detail']}" for ch in r["checks"]
-            ]
-        if r.get("metrics"):
-            seeds = r["seeds"]
-            lines += ["", "| metric | mean ± std | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-                      "|---|---|" + "---|" * len(seeds)]
-            for k, m in r["metrics"].items():
-                lines.append(f"| {k} | {_stat(m)} | "
-                             + " | ".join(_fmt(x) for x in m["values"]) + " |")
-        for table in r.get("tables", []):
-            lines += ["", table]
-        for fig in r.get("figures", []):
-            lines += ["", f"![{fig}]({r['name']}/{fig})"]
-        if r.get("samples"):
-            lines += ["", "Samples:", "", "```"] + r["samples"] + ["```"]
-        for note in r.get("notes", []):
-            lines += ["", f"> {note}"]
-        if "wall_time" in r:
-            lines += ["", f"Wall time {r['wall_time']:.0f} s; seeds {r['seeds']}; scale {r['scale']}."]
-        if r.get("data"):
-            lines += ["", "Data: " + "; ".join(f"{k} ({d['source']}, {d['licence']})"
-                                               for k, d in r["data"].items())]
+    return {k: v for k, v in counts.items() if v}
+
+
+def _metric_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    reported = (rec.get("claim") or {}).get("reported_values") or {}
+    deciding = {d["metric"] for d in deciding_numbers(rec, limit=100)}
+    rows = []
+    for name, m in (rec.get("metrics") or {}).items():
+        rows.append({"name": name, "stat": _stat(m), "values": [fmt(v) for v in m["values"]],
+                     "post": fmt(reported[name]) if name in reported else "",
+                     "deciding": name in deciding})
+    rows.sort(key=lambda r: not r["deciding"])  # the deciding metrics first
+    return rows
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def _md_summary(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    counts = ", ".join(f"{n} {v}" for v, n in _counts(records).items())
+    lines = ["# kexue evidence report", "",
+             f"{len(records)} experiments ({counts}); scale **{run.get('scale', '?')}**"
+             + (f", commit `{run['commit']}`" if run.get("commit") else "") + ".", "",
+             ("| T | technique | experiment | fidelity | verdict | deciding numbers: ours (post) "
+             "| time |"), "|---|---|---|---|---|---|---|"]
+    for row in _technique_rows(records):
+        if not row["records"]:
+            lines.append(f"| {row['id']} | {row['name']} | — | | no experiment | | |")
+        for r in row["records"]:
+            fidelity = (r.get("claim") or {}).get("fidelity", "")
+            numbers = _numbers_text(r) if r.get("status") == "ok" else r.get("reason", "")
+            lines.append(f"| {row['id']} | {row['name']} | [{r['name']}]({r['name']}/index.md) "
+                         f"| {fidelity} | {VERDICT_ICON.get(r['verdict'], '')} {r['verdict']} "
+                         f"| {numbers.replace('|', '/')} | {_minutes(r)} |")
+    lines += ["", ("A verdict is computed from the run's own measurements: *reproduced* when "
+              "every check holds beyond seed noise (95% Student-t intervals, paired over seeds "
+              "where arms share them), *not reproduced* when a check fails after Holm's "
+              "correction across the checks, *inconclusive* otherwise. A *substituted* "
+              "fidelity means our setting differs in kind from the post's: the verdict is "
+              "about our setting."), "",
+              "Versions: " + ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items())]
     return "\n".join(lines) + "\n"
 
 
-def _inline(text: str) -> str:
-    """Escape, then turn **bold**, *italic*, `code` and <url> into HTML."""
-    import re
-
-    s = html.escape(text)
-    s = re.sub(r"&lt;(https?://[^&]+)&gt;", r'<a href="\1">\1</a>', s)
-    s = re.sub(r"\[([^\]]+)\]\(#([^)]+)\)", r'<a href="#\2">\1</a>', s)
-    s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
-    s = re.sub(r"\*(.+?)\*", r"<i>\1</i>", s)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
-
-
-def _html(markdown: str) -> str:
-    """A small Markdown-to-HTML pass covering what :func:`_markdown` emits."""
-    out, lines, i = [], markdown.splitlines(), 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                cells = [c.strip() for c in lines[i].strip("|").split("|")]
-                if not all(set(c) <= set("-:") for c in cells):
-                    rows.append(cells)
-                i += 1
-            head, *body = rows
-            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body]
-            out.append("</table>")
-            continue
-        if line.startswith("```"):
-            i += 1
-            block = []
-            while i < len(lines) and not lines[i].startswith("```"):
-                block.append(html.escape(lines[i]))
-                i += 1
-            out.append("<pre>" + "\n".join(block) + "</pre>")
-        elif line.startswith("## "):
-            name = line[3:]
-            out.append(f'<h2 id="{html.escape(name)}">{html.escape(name)}</h2>')
-        elif line.startswith("# "):
-            out.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("!["):
-            src = line[line.index("(") + 1:-1]
-            out.append(f'<p><img src="{html.escape(src)}" style="max-width:100%"></p>')
-        elif line.startswith("- "):
-            out.append(f"<li>{_inline(line[2:])}</li>")
-        elif line.startswith("> "):
-            out.append(f"<blockquote>{_inline(line[2:])}</blockquote>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-        i += 1
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "pre{background:#f6f6f6;padding:6px}blockquote{color:#555}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>kexue evidence report"
-            f"</title><style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+def _md_experiment(rec: dict[str, Any]) -> str:
+    c = rec.get("claim") or {}
+    lines = [f"# {rec['name']}", "", "[← all experiments](../index.md)", "",
+             (f"*{c.get('post', '')}* ({c.get('date', '')}, <{c.get('url', '')}>), "
+             f"techniques {', '.join(rec.get('techniques', []))}."), "",
+             f"**Verdict: {VERDICT_ICON.get(rec['verdict'], '')} {rec['verdict']}**"
+             + (f" — {rec['reason']}" if rec.get("reason") else "")
+             + (" (cached)" if rec.get("cached") else ""), "",
+             f"**Claim.** {c.get('statement', '')}", "",
+             f"**Reproduced if.** {c.get('condition', '')}", ""]
+    if c.get("fidelity"):
+        lines += [f"**Fidelity: {c['fidelity']}.**"
+                  + (f" {c['substitution']}" if c.get("substitution") else ""), ""]
+    for label, key in (("The post's setting", "post_setting"), ("Ours", "our_setting"),
+                       ("The post reports", "reported")):
+        if c.get(key):
+            lines += [f"**{label}.** {c[key]}", ""]
+    if rec.get("checks"):
+        lines += ["## Checks", ""]
+        lines += [f"- {'✔' if ch['holds'] else ('✘' if ch['holds'] is False else '?')} "
+                  f"{ch['description']}: {ch['detail']}" for ch in rec["checks"]]
+        lines.append("")
+    metric_rows = _metric_rows(rec)
+    if metric_rows:
+        seeds = rec.get("seeds", [])
+        lines += ["## Metrics", "", "| metric | ours | post | "
+                  + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "|---|---|---|" + "---|" * len(seeds)]
+        for m in metric_rows:
+            name = f"**{m['name']}**" if m["deciding"] else m["name"]
+            lines.append(f"| {name} | {m['stat']} | {m['post']} | " + " | ".join(m["values"])
+                         + " |")
+        lines.append("")
+    for table in rec.get("tables", []):
+        lines += [table, ""]
+    for fig in rec.get("figures", []):
+        lines += [f"![{fig}]({fig})", ""]
+    if rec.get("samples"):
+        lines += ["## Samples", "", "```"] + rec["samples"] + ["```", ""]
+    for note in rec.get("notes", []):
+        lines += [f"> {note}", ""]
+    lines += ["## Provenance", ""] + [f"- {k}: {v}" for k, v in _provenance(rec).items()]
+    return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, run: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _provenance(rec: dict[str, Any]) -> dict[str, str]:
+    out = {"scale": rec.get("scale", ""), "seeds": ", ".join(map(str, rec.get("seeds", []))),
+           "wall time": _minutes(rec)}
+    if rec.get("model"):
+        out["model"] = rec["model"]
+    if rec.get("commit"):
+        out["commit"] = rec["commit"]
+    if rec.get("code_hash"):
+        out["code hash"] = f"{rec['code_hash']} ({len(rec.get('modules', {}))} kexue modules)"
+    for name, d in (rec.get("data") or {}).items():
+        out[f"data {name}"] = f"{d.get('source', '')}; licence {d.get('licence', '')}"
+    if rec.get("versions"):
+        out["versions"] = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
+    return out
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+@cache
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("kexue.evidence", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["md"] = lambda text: jinja2.filters.Markup(_markdown().render(text or ""))
+    env.filters["md_inline"] = lambda text: jinja2.filters.Markup(
+        _markdown().renderInline(text or ""))
+    env.globals.update(icon=HTML_ICON, numbers=deciding_numbers, minutes=_minutes,
+                       provenance=_provenance, metric_rows=_metric_rows)
+    return env
+
+
+def _html_summary(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    return _templates().get_template("summary.html.j2").render(
+        run=run, records=records, rows=_technique_rows(records), counts=_counts(records),
+        verdicts=VERDICT_ORDER)
+
+
+def _html_experiment(rec: dict[str, Any]) -> str:
+    return _templates().get_template("experiment.html.j2").render(rec=rec)
+
+
+def write_report(out: Path, run: dict[str, Any], records: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
     """Merge ``records`` into ``out/results.json`` (records of earlier runs into the same
-    folder are kept; a record of the same experiment is replaced) and redraw ``index.md``
-    and ``index.html`` from all of them. Returns the merged records."""
+    folder are kept; one of the same experiment is replaced) and redraw every page from
+    the merged records. Returns them."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for rec in records:
-        fig = _metrics_plot(out, rec) if rec.get("status") == "ok" else None
-        if fig:
-            rec["figures"] = [fig]
     run, merged = merge_results(out, run, records)
-    md = _markdown(run, merged)
-    atomic_write(out / "index.md", md)
-    atomic_write(out / "index.html", _html(md))
+    for rec in merged:
+        folder = out / safe_name(rec["name"])
+        folder.mkdir(exist_ok=True)
+        atomic_write(folder / "index.md", _md_experiment(rec))
+        atomic_write(folder / "index.html", _html_experiment(rec))
+    atomic_write(out / "index.md", _md_summary(run, merged))
+    atomic_write(out / "index.html", _html_summary(run, merged))
     return merged

@@ -35,7 +35,7 @@ INCONCLUSIVE = "inconclusive"
 ALPHA = 0.025  # one-sided level of each direction (a two-sided 95% interval)
 
 __all__ = ["ALPHA", "INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "Check", "Stat", "Stats",
-           "fmt", "verdict"]
+           "fmt", "format_stat", "verdict"]
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Stat:
         return self.std / math.sqrt(self.n)
 
     def __str__(self) -> str:
-        return fmt(self.mean) if self.n < 2 else f"{fmt(self.mean)} ± {fmt(self.std)}"
+        return fmt(self.mean) if self.n < 2 else format_stat(self.mean, self.std)
 
     def to_dict(self) -> dict[str, Any]:
         return {"values": self.values, "seeds": self.seeds, "mean": self.mean, "std": self.std,
@@ -80,9 +80,28 @@ class Stat:
 
 
 def fmt(x: float) -> str:
+    """A number alone: four significant digits, no exponent between 1e-3 and 1e6."""
     if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
         return str(x)
-    return f"{x:.4g}" if abs(x) < 1000 else f"{x:.1f}"
+    if x == 0 or 1e-3 <= abs(x) < 1e6:
+        return f"{x:.4g}" if abs(x) < 1000 else f"{x:.0f}"
+    return f"{x:.2g}"
+
+
+def format_stat(mean: float, std: float | None = None) -> str:
+    """``mean ± std`` with as many digits as the noise allows: the std to one significant
+    digit (two when it starts with 1), the mean to the same decimal place, e.g.
+    ``34.8 ± 0.5`` for 34.8312 ± 0.4924. Without noise, :func:`fmt`."""
+    if std is None or not math.isfinite(std) or std <= 0 or not math.isfinite(mean):
+        return fmt(mean)
+    exponent = math.floor(math.log10(std))
+    decimals = -exponent + (1 if std / 10**exponent < 2 else 0)
+    if decimals > 8:
+        return f"{mean:.2g} ± {std:.1g}"
+    if decimals < 0:  # noise in the tens or more: round both to that place
+        unit = 10 ** (-decimals)
+        return f"{round(mean / unit) * unit:.0f} ± {round(std / unit) * unit:.0f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 @dataclass
@@ -98,6 +117,7 @@ class Check:
     holds: bool | None
     detail: str
     p_fail: float = 1.0
+    metrics: list[str] = field(default_factory=list)  # the metrics this check decided on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,39 +186,40 @@ class Stats(dict):
         return _Estimate(d, se, df, f"Welch t, {df:.1f} df")
 
     @staticmethod
-    def _decide(description: str, est: _Estimate, what: str) -> Check:
+    def _decide(description: str, est: _Estimate, what: str, metrics: list[str]) -> Check:
         ci = est.interval()
         if ci is None:
-            return Check(description, None, f"{what}; {est.how}, noise unknown")
+            return Check(description, None, f"{what}; {est.how}, noise unknown", 1.0, metrics)
         lo, hi = ci
         span = "" if est.exact else f" (95% CI of the difference {fmt(lo)} .. {fmt(hi)}, {est.how})"
         p_fail = est.p_below(0.0)
         if lo > 0:
-            return Check(description, True, f"{what}; holds{span}", p_fail)
+            return Check(description, True, f"{what}; holds{span}", p_fail, metrics)
         if hi < 0:
-            return Check(description, False, f"{what}; fails{span}", p_fail)
+            return Check(description, False, f"{what}; fails{span}", p_fail, metrics)
         word = "zero difference" if est.exact else "within noise"
-        return Check(description, None, f"{what}; {word}{span}", p_fail)
+        return Check(description, None, f"{what}; {word}{span}", p_fail, metrics)
 
     # ---------------------------------------------------------------- public checks
     def greater(self, a: str, b: str, margin: float = 0.0, description: str = "") -> Check:
         """``mean(a) > mean(b) + margin`` beyond seed noise."""
         sa, sb = self[a], self[b]
         what = f"{a} = {sa} vs {b} = {sb}" + (f" (+{fmt(margin)})" if margin else "")
-        return self._decide(description or f"{a} > {b}", self._two(sa, sb, -margin), what)
+        return self._decide(description or f"{a} > {b}", self._two(sa, sb, -margin), what,
+                            [a, b])
 
     def not_worse(self, a: str, b: str, tolerance: float, description: str = "") -> Check:
         """``mean(a) >= mean(b) - tolerance`` beyond seed noise (a stated tolerance)."""
         sa, sb = self[a], self[b]
         what = f"{a} = {sa} vs {b} = {sb}, tolerance {fmt(tolerance)}"
         desc = description or f"{a} >= {b} - {fmt(tolerance)}"
-        return self._decide(desc, self._two(sa, sb, tolerance), what)
+        return self._decide(desc, self._two(sa, sb, tolerance), what, [a, b])
 
     def above(self, a: str, threshold: float, description: str = "") -> Check:
         """``mean(a) > threshold`` beyond seed noise."""
         sa = self[a]
         return self._decide(description or f"{a} > {fmt(threshold)}",
-                            self._one(sa, -threshold), f"{a} = {sa} vs {fmt(threshold)}")
+                            self._one(sa, -threshold), f"{a} = {sa} vs {fmt(threshold)}", [a])
 
     def below(self, a: str, threshold: float, description: str = "") -> Check:
         """``mean(a) < threshold`` beyond seed noise."""
@@ -206,7 +227,7 @@ class Stats(dict):
         est = self._one(sa, -threshold)
         flipped = _Estimate(-est.d, est.se, est.df, est.how, est.exact)
         return self._decide(description or f"{a} < {fmt(threshold)}", flipped,
-                            f"{a} = {sa} vs {fmt(threshold)}")
+                            f"{a} = {sa} vs {fmt(threshold)}", [a])
 
     def within(self, a: str, b: str, tolerance: float, description: str = "") -> Check:
         """``|mean(a) - mean(b)| <= tolerance``, an equivalence test: holds when the whole
@@ -218,16 +239,16 @@ class Stats(dict):
         what = f"|{a} - {b}| = {fmt(abs(est.d))} (tolerance {fmt(tolerance)}; {sa} vs {sb})"
         ci = est.interval()
         if ci is None:
-            return Check(desc, None, f"{what}; {est.how}, noise unknown")
+            return Check(desc, None, f"{what}; {est.how}, noise unknown", 1.0, [a, b])
         lo, hi = ci
         span = "" if est.exact else f" (95% CI {fmt(lo)} .. {fmt(hi)}, {est.how})"
         # evidence of failing: the difference is beyond +tolerance or below -tolerance
         p_fail = min(1.0, 2 * min(1 - est.p_below(tolerance), est.p_below(-tolerance)))
         if -tolerance <= lo and hi <= tolerance:
-            return Check(desc, True, f"{what}; holds{span}", p_fail)
+            return Check(desc, True, f"{what}; holds{span}", p_fail, [a, b])
         if lo > tolerance or hi < -tolerance:
-            return Check(desc, False, f"{what}; fails{span}", p_fail)
-        return Check(desc, None, f"{what}; undecided{span}", p_fail)
+            return Check(desc, False, f"{what}; fails{span}", p_fail, [a, b])
+        return Check(desc, None, f"{what}; undecided{span}", p_fail, [a, b])
 
 
 def verdict(checks: Iterable[Check], alpha: float = ALPHA) -> str:
