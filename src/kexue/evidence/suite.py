@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -140,7 +141,9 @@ def _aggregate(runs: list[Run], deterministic: bool, seeds: list[int] | None = N
 
 def _context(exp_cls: type[Experiment], seed: int, scale: str, workdir: Path,
              log: Callable[[str], None], model: Path | None) -> Context:
-    return Context(seed, scale, workdir, cache_root() / "work", log, model=model)
+    progress = sys.stderr.isatty() and not os.environ.get("CI")
+    return Context(seed, scale, workdir, cache_root() / "work", log, model=model,
+                   progress=progress)
 
 
 def describe_model(model: Path | None) -> str:
@@ -193,10 +196,13 @@ def run_experiment(
     exp = exp_cls()
     runs: list[Run] = []
     try:
-        for seed in seeds:
+        for i, seed in enumerate(seeds, 1):
             t0 = time.time()
             run = exp.run(_context(exp_cls, seed, scale, workdir, log, model))
-            log(f"    seed {seed}: {_short(run.metrics)} ({time.time() - t0:.0f} s)")
+            left = (time.time() - started) / i * (len(seeds) - i)
+            eta = f"; about {_duration(left)} left" if i < len(seeds) else ""
+            log(f"    seed {seed} ({i}/{len(seeds)}): {_short(run.metrics)} "
+                f"({_duration(time.time() - t0)}{eta})")
             runs.append(run)
         stats = _aggregate(runs, exp_cls.deterministic, seeds)
         extra = exp.summarize(stats, runs, _context(exp_cls, seeds[0], scale, workdir, log, model))
@@ -221,6 +227,10 @@ def run_experiment(
         code_hash=code_hash(modules),
     )
     return record
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _short(metrics: dict[str, float], n: int = 4) -> str:
