@@ -127,3 +127,10 @@ def test_checks_name_the_metrics_they_decided_on():
     stats = Stats(a=Stat([1.0, 2.0]), b=Stat([0.0, 1.0]))
     assert stats.greater("a", "b").metrics == ["a", "b"]
     assert stats.above("a", 0.5).metrics == ["a"]
+
+
+def test_every_below_fails_on_one_counterexample():
+    stats = Stats(v=Stat([0.0, 0.0, 2.0]), w=Stat([0.0, 0.0, 0.0]))
+    bad, good = stats.every_below("v", 0.5), stats.every_below("w", 0.5)
+    assert bad.holds is False and bad.p_fail == 0.0 and good.holds is True
+    assert verdict([bad, good]) == NOT_REPRODUCED and verdict([good]) == REPRODUCED

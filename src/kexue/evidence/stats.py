@@ -229,6 +229,19 @@ class Stats(dict):
         return self._decide(description or f"{a} < {fmt(threshold)}", flipped,
                             f"{a} = {sa} vs {fmt(threshold)}", [a])
 
+    def every_below(self, a: str, threshold: float, description: str = "") -> Check:
+        """``a < threshold`` in *every* seed, not on average: for what must hold in each run
+        (e.g. a theorem's count of counterexamples). One seed over the threshold fails the
+        check outright."""
+        sa = self[a]
+        worst = max(sa.values)
+        holds = worst < threshold
+        detail = (f"{a} = {', '.join(fmt(v) for v in sa.values)} over seeds "
+                  f"{', '.join(map(str, sa.seeds))}; "
+                  + ("below" if holds else "not below") + f" {fmt(threshold)} in every seed")
+        return Check(description or f"{a} < {fmt(threshold)} in every seed", holds, detail,
+                     1.0 if holds else 0.0, [a])
+
     def within(self, a: str, b: str, tolerance: float, description: str = "") -> Check:
         """``|mean(a) - mean(b)| <= tolerance``, an equivalence test: holds when the whole
         interval of the difference lies inside ``[-tolerance, tolerance]``, fails when it
