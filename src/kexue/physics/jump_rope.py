@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.integrate import solve_bvp
+from scipy.integrate import cumulative_trapezoid, solve_bvp
 from scipy.optimize import brentq
-from scipy.special import ellipe, ellipeinc, ellipk, ellipkinc
+from scipy.special import ellipe, ellipeinc, ellipk, ellipkinc, j0
 
 __all__ = ["RopeShape", "jump_rope", "plot_shapes"]
 
@@ -200,7 +200,7 @@ def _invert_monotone(f, target, lo, hi, df, grid=4001, newton_steps=6):
     return t
 
 
-# ----------------------------------------------------------------------------- boundary-value problem
+# ----------------------------------------------------------------------------- numerical (BVP)
 def _bvp(length, span, omega, gravity, s, tol) -> RopeShape:
     """Force balance in arc length, lengths in units of L and forces in units of
     ``omega^2 L^2 + g L``: state (x, y, T_x, T_y) with T_x = T dx/ds, T_y = T dy/ds."""
@@ -217,7 +217,7 @@ def _bvp(length, span, omega, gravity, s, tol) -> RopeShape:
         return np.array([left[0] + half, left[1], right[0] - half, right[1]])
 
     mesh = np.linspace(0.0, 1.0, 101)
-    guess = _shallow_guess(mesh, span / length, alpha, beta)
+    guess = _guess(mesh, span / length, alpha, beta)
     sol = solve_bvp(rhs, bc, mesh, guess, tol=tol, max_nodes=200_000)
     if not sol.success:
         raise RuntimeError(f"solve_bvp did not converge: {sol.message}")
@@ -226,17 +226,16 @@ def _bvp(length, span, omega, gravity, s, tol) -> RopeShape:
                      float(tx.mean() * scale), length, span, omega, gravity)
 
 
-def _shallow_guess(mesh, span, alpha, beta):
-    """A parabolic sag of the right length as the starting guess (unit rope length)."""
-    sag = min(math.sqrt(3 * span * (1 - span) / 8), 0.45)
-    y = 4 * sag * mesh * (1 - mesh)
-    dy = 4 * sag * (1 - 2 * mesh)
-    dx = np.sqrt(np.clip(1 - dy**2, 1e-6, None))
-    run = np.concatenate([[0.0], np.cumsum((dx[1:] + dx[:-1]) / 2 * np.diff(mesh))])
-    x = -span / 2 + run * span / run[-1]  # from one hand to the other
-    tx = (alpha * sag / 2 + beta) / (8 * sag)  # y'' = -(alpha y + beta) / T_x
-    return np.vstack([x, y, np.full_like(mesh, tx), tx * dy / dx])
-
+def _guess(mesh, span, alpha, beta):
+    """A starting curve of the right length and span (unit rope length): tangent angle
+    ``psi(s) = psi0 cos(pi s)`` below the horizontal, so ``x(1) - x(0) = J0(psi0) = span``,
+    under a constant tension of the order of the load."""
+    psi0 = brentq(lambda p: j0(p) - span, 0.0, 2.404825557695773)  # J0's first zero
+    psi = psi0 * np.cos(np.pi * mesh)
+    x = -span / 2 + cumulative_trapezoid(np.cos(psi), mesh, initial=0.0)
+    y = cumulative_trapezoid(np.sin(psi), mesh, initial=0.0)
+    tension = 0.5 * (alpha * 0.25 + beta)
+    return np.vstack([x, y, tension * np.cos(psi), tension * np.sin(psi)])
 
 def plot_shapes(shapes: dict[str, RopeShape], path: str | Path, title: str = "") -> Path:
     """Draw rope shapes (name -> shape) hanging below the hands' line, to scale; PNG."""
