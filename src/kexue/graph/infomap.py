@@ -373,6 +373,22 @@ def _transpose(n, ptr, idx, val):
 
 
 @numba.njit(cache=True)
+def _gather(a, ptr, idx, flows, module, stamp, acc, acc_other, touched, n_touched):
+    """Add unit ``a``'s link flows into ``acc`` per neighbouring module; modules met for
+    the first time (``stamp != a``) are zeroed and listed in ``touched``."""
+    for e in range(ptr[a], ptr[a + 1]):
+        m = module[idx[e]]
+        if stamp[m] != a:
+            stamp[m] = a
+            acc[m] = 0.0
+            acc_other[m] = 0.0
+            touched[n_touched] = m
+            n_touched += 1
+        acc[m] += flows[e]
+    return n_touched
+
+
+@numba.njit(cache=True)
 def _core_loop(out_ptr, out_idx, out_flow, in_ptr, in_idx, in_flow, flow, tele_out, tele_in,
                tele_total, module, group, offset, seed, max_loops):
     """Greedy moves of units between modules (ids < n) within their ``group``; a group's
@@ -433,24 +449,10 @@ def _core_loop(out_ptr, out_idx, out_flow, in_ptr, in_idx, in_flow, flow, tele_o
             stamp[old] = a
             acc_out[old] = 0.0
             acc_in[old] = 0.0
-            for e in range(out_ptr[a], out_ptr[a + 1]):
-                m = module[out_idx[e]]
-                if stamp[m] != a:
-                    stamp[m] = a
-                    acc_out[m] = 0.0
-                    acc_in[m] = 0.0
-                    touched[n_touched] = m
-                    n_touched += 1
-                acc_out[m] += out_flow[e]
-            for e in range(in_ptr[a], in_ptr[a + 1]):
-                m = module[in_idx[e]]
-                if stamp[m] != a:
-                    stamp[m] = a
-                    acc_out[m] = 0.0
-                    acc_in[m] = 0.0
-                    touched[n_touched] = m
-                    n_touched += 1
-                acc_in[m] += in_flow[e]
+            n_touched = _gather(a, out_ptr, out_idx, out_flow, module, stamp, acc_out, acc_in,
+                                touched, n_touched)
+            n_touched = _gather(a, in_ptr, in_idx, in_flow, module, stamp, acc_in, acc_out,
+                                touched, n_touched)
             # the old module without a
             old_exit = m_lexit[old] + m_tout[old] * (1.0 - m_tin[old])
             old_enter = m_lenter[old] + (tele_total - m_tout[old]) * m_tin[old]
