@@ -82,7 +82,9 @@ def test_a_rope_barely_longer_than_the_span_is_nearly_straight():
     ((1.0, 0.0), {}, "positive finite span"),
     ((2.0, 1.0), {"omega": -1.0}, "omega >= 0"),
     ((2.0, 1.0), {"omega": 0.0, "gravity": 0.0}, "not both zero"),
+    ((2.0, 1.0), {"omega": math.inf}, "finite omega"),
     ((2.0, 1.0), {"num_points": 1}, "num_points"),
+    ((2.0, 1.0), {"method": "bvp", "tol": 0.0}, "tol > 0"),
     ((2.0, 1.0), {"method": "shooting"}, "method"),
 ])
 def test_bad_input_raises(args, kw, match):

@@ -99,7 +99,7 @@ def jump_rope(
         method: "elliptic" (closed form) or "bvp" (``scipy.integrate.solve_bvp``).
         tol: residual tolerance of the boundary-value solver.
     """
-    _check(length, span, omega, gravity, num_points, method)
+    _check(length, span, omega, gravity, num_points, method, tol)
     s = np.linspace(0.0, length, num_points)
     if method == "bvp":
         return _bvp(length, span, omega, gravity, s, tol)
@@ -108,16 +108,18 @@ def jump_rope(
     return _troposkien(length, span, omega, gravity, s)
 
 
-def _check(length, span, omega, gravity, num_points, method) -> None:
+def _check(length, span, omega, gravity, num_points, method, tol) -> None:
     if not span > 0 or not math.isfinite(span):
         raise ValueError(f"expected a positive finite span, got {span}")
     if not length > span or not math.isfinite(length):
         raise ValueError(f"expected a rope longer than the span ({span}), got length {length}")
-    if omega < 0 or gravity < 0 or omega == gravity == 0:
-        raise ValueError(f"expected omega >= 0 and gravity >= 0, not both zero, got omega "
-                         f"{omega} and gravity {gravity}")
+    if not (0 <= omega < math.inf and 0 <= gravity < math.inf) or omega == gravity == 0:
+        raise ValueError(f"expected finite omega >= 0 and gravity >= 0, not both zero, got "
+                         f"omega {omega} and gravity {gravity}")
     if num_points < 2:
         raise ValueError(f"expected num_points >= 2, got {num_points}")
+    if not tol > 0:
+        raise ValueError(f"expected tol > 0, got {tol}")
     if method not in METHODS:
         raise ValueError(f"expected method in {METHODS}, got {method!r}")
 
