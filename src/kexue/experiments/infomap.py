@@ -6,11 +6,12 @@ length of a code for a random walk, and minimises it with greedy node moves and 
 merging; its only demonstration is qualitative (word2vec word clusters on Baidu Baike).
 
 Ours: kexue.graph.infomap beside the infomap package (C++ core, the post's recommended
-implementation) on graphs with known communities: LFR graphs (n = 1000 and 10,000,
-mixing mu = 0.2) and the shipped football (12 conferences) and polbooks (3 leanings)
-graphs; both get the same seed-dependent node orders' worth of trials. The post's word
-demo is redone on a small English word list: MiniLM vectors, a kNN graph weighted by
-cosine similarity, directed InfoMap, clusters shown in the report.
+implementation) on graphs with known communities: LFR graphs (n = 1000 and 10,000 at
+mixing mu = 0.2, n = 1000 at mu = 0.4) and the shipped football (12 conferences) and
+polbooks (3 leanings) graphs, both searches with the same number of trials and a seed
+per run. The post's word demo is redone on a small English word list: MiniLM vectors, a
+kNN graph weighted by cosine similarity, directed InfoMap, clusters shown in the report.
+The full scale is the quick one: the claim is about the search, not about scale.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ def _graphs(scale: str) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     """name -> (edges (m, 2), ground-truth community (n,), trials)."""
     from kexue.data import load_graph
 
-    sizes = {"smoke": (300,), "quick": (1000, 10_000), "full": (1000, 10_000)}[scale]
+    sizes = (300,) if scale == "smoke" else (1000, 10_000)
     graphs = {f"lfr-{n}": (*_lfr(n, 0.2), 1) for n in sizes}
-    if scale == "full":
+    if scale != "smoke":  # a harder mixing, where the searches can differ
         graphs["lfr-1000-mu0.4"] = (*_lfr(1000, 0.4), 1)
     for name in ("football", "polbooks"):
         g = load_graph(name)
@@ -125,7 +126,7 @@ class Infomap(Experiment):
     name = "infomap"
     techniques = ("T16",)
     datasets = ("graphs",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 1.0, "full": 3.0}
+    minutes: ClassVar[dict[str, float]] = {"quick": 0.5, "full": 0.5}  # +0.3 to compile numba
     seeds = 3
     claim = Claim(
         post="最小熵原理（五）：“层层递进”之社区发现与聚类",
@@ -134,10 +135,11 @@ class Infomap(Experiment):
         statement="Minimising the two-level map equation (the code length of a random walk "
         "coded module by module) with greedy node moves and module merging finds a network's "
         "communities, without being told how many there are.",
-        condition=f"On LFR graphs (n = 1000 and 10,000, mu = 0.2; one trial) kexue's search "
-        f"ends within {GAP_TOLERANCE_PCT:g} % of the infomap package's codelength and recovers "
-        f"the planted communities (NMI > {NMI_FLOOR}); on every graph (LFR, football, polbooks) "
-        f"its NMI to the ground truth is at least the package's - {NMI_TOLERANCE}.",
+        condition=f"On LFR graphs (n = 1000 and 10,000 at mu = 0.2, n = 1000 at mu = 0.4; one "
+        f"trial) kexue's search ends within {GAP_TOLERANCE_PCT:g} % of the infomap package's "
+        f"codelength, and at mu = 0.2 recovers the planted communities (NMI > {NMI_FLOOR}); on "
+        f"every graph (LFR, football, polbooks) its NMI to the ground truth is at least the "
+        f"package's - {NMI_TOLERANCE}.",
         reported="No metrics. Word clusters from word2vec + InfoMap (kinship, policy verbs, "
         "finance, education, disease, fantasy) are listed; quoting the papers: the greedy "
         "search handled 2.6 M nodes / 29 M edges, the improved one 10k nodes / 100k edges in "
@@ -145,7 +147,8 @@ class Infomap(Experiment):
         fidelity="substituted",
         post_setting="infomap 0.x (C++) on a kNN graph of 10,000 word2vec words (Baidu Baike), "
         "at most 40 neighbours with cosine >= 0.5, directed, two-level.",
-        our_setting="kexue.graph.infomap and infomap 2.16 on LFR n = 1000 / 10,000 (1 trial) "
+        our_setting="kexue.graph.infomap and infomap 2.16 on LFR n = 1000 / 10,000 at mu = 0.2 "
+        "and n = 1000 at mu = 0.4 (1 trial) "
         "and football / polbooks (10 trials); word demo: 120 English words, MiniLM vectors, "
         f"{NEIGHBOURS} neighbours with cosine >= {MIN_SIMILARITY}, directed, 10 trials.",
         substitution="The post measures nothing and its word2vec model is not available; "
@@ -214,8 +217,9 @@ class Infomap(Experiment):
         graphs = list(dict.fromkeys(k.split("/")[0] for k in stats))
         checks = []
         for g in graphs:
+            if g.startswith("lfr"):
+                checks.append(stats.below(f"{g}/codelength_gap_pct", GAP_TOLERANCE_PCT))
             if g.startswith("lfr") and "mu" not in g:
-                checks += [stats.below(f"{g}/codelength_gap_pct", GAP_TOLERANCE_PCT),
-                           stats.above(f"{g}/nmi", NMI_FLOOR)]
+                checks.append(stats.above(f"{g}/nmi", NMI_FLOOR))
             checks.append(stats.not_worse(f"{g}/nmi", f"{g}/peer_nmi", NMI_TOLERANCE))
         return checks

@@ -81,7 +81,7 @@ def limits() -> dict[str, float]:
 class JumpRope(Experiment):
     name = "jump-rope"
     techniques = ("T17",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 0.2, "full": 0.2}
+    minutes: ClassVar[dict[str, float]] = {"quick": 0.1, "full": 0.1}
     seeds = 1
     deterministic = True
     claim = Claim(
