@@ -141,6 +141,8 @@ class JumpRope(Experiment):
         rows = ["| speed | sag (m) | tension at the hands | axial force |", "|---|---|---|---|"]
         rows += [f"| {name} | {s.sag:.5f} | {s.tension[0]:.4g} | {s.axial_force:.4g} |"
                  for name, s in shapes.items()]
+        rows.append("\nForces per unit linear density (N per kg/m); the gravity-free row is at "
+                    "omega = 1 rad/s (its forces scale with omega^2, its shape not at all).")
         return Run({}, figures=[path.name, deviation.name], tables=["\n".join(rows)])
 
     def checks(self, stats: Stats) -> list[Check]:
