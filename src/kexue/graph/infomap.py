@@ -270,8 +270,7 @@ def _add_super_levels(flow: Flow, units: _Units, tele_total, paths, rng):
 def _add_sub_levels(flow: Flow, units: _Units, tele_total, paths, rng):
     """Split bottom modules into sub-modules, recursively, where that shortens the code."""
     depth = (paths >= 0).sum(1)
-    bottom = paths[np.arange(len(paths)), depth - 1]  # ids per column, made unique below
-    bottom = np.unique(np.column_stack([paths, bottom]), axis=0, return_inverse=True)[1].ravel()
+    bottom = np.unique(paths, axis=0, return_inverse=True)[1].ravel()  # a module per path
     searching = np.ones(len(paths), bool)  # nodes whose bottom module may still split
     for _ in range(_MAX_LEVELS):
         k = int(bottom.max()) + 1
