@@ -48,7 +48,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     T("T13", "Ladder Side-Tuning", (9138,), ("kexue.train.LadderSideNetwork",)),
     T("T14", "Length extrapolation (NTK, YaRN, ReRoPE, ...)", (9948, 9708), ("kexue.nn.RoPE",)),
     T("T15", "GAN dynamics (Dirac GAN)", (6583,), ("kexue.generative.dirac_gan",)),
-    T("T16", "InfoMap / map equation", (7006,), ("kexue.graph.map_equation",)),
+    T("T16", "InfoMap / map equation", (7006,), ("kexue.graph.map_equation", "kexue.graph.infomap")),
     T("T17", "Shape of a spinning jump rope", (6784,), ("kexue.physics.jump_rope",)),
     T("T18", "Integrated gradients", (7533,), ("kexue.explain.integrated_gradients",)),
     T("T19", "BERT-of-Theseus", (7575,), ("kexue.train.Theseus",)),
