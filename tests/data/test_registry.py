@@ -163,7 +163,7 @@ def test_unknown_name_or_key():
         D.available("nope")
 
 
-def test_describe_reports_sizes_and_roots():
+def test_describe_reports_sizes_and_roots(only_bundled):
     rows = {row["name"]: row for row in D.describe()}
     assert set(rows) == set(D.DATASETS)
     for name, row in rows.items():

@@ -98,7 +98,7 @@ def test_results_table_lists_every_variant_with_time_ratio():
     table = results_table(stats)
     rows = table.splitlines()[2:]
     assert [r.split("|")[1].strip() for r in rows] == list(VARIANTS)
-    assert "| fgm-0.5 | 81 ± 1.414 | 81 ± 1.414 | 2.00 | 2.00 |" in table
+    assert "| fgm-0.5 | 81.0 ± 1.4 | 81.0 ± 1.4 | 2.00 | 2.00 |" in table
 
 
 def test_smoke_run_gives_finite_metrics_and_well_formed_checks(tmp_path):
