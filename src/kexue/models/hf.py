@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from kexue.nn.rope import ROPE_OPTIONS
+
 SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -84,9 +86,11 @@ class BertConfig(_Config):
     """BERT hyper-parameters, named as in Hugging Face's ``config.json``.
 
     kexue extras: ``position_embedding_type`` also takes ``"sinusoidal"`` and
-    ``"rope"`` (with ``rope_theta``), and ``attention`` holds
-    :class:`~kexue.nn.MultiHeadAttention` options (``key_size``, ``talking_heads``,
-    ``scale``); a checkpoint using them is not loadable by ``transformers``.
+    ``"rope"`` (with ``rope_theta`` and ``rope_options``, keyword options of
+    :class:`~kexue.nn.RoPE` such as ``{"variant": "rerope", "window": 64}``), and
+    ``attention`` holds :class:`~kexue.nn.MultiHeadAttention` options (``key_size``,
+    ``talking_heads``, ``scale``); a checkpoint using them is not loadable by
+    ``transformers``.
     """
 
     model_type: ClassVar[str] = "bert"
@@ -105,15 +109,12 @@ class BertConfig(_Config):
     pad_token_id: int = 0
     position_embedding_type: str = "absolute"
     rope_theta: float = 10000.0
+    rope_options: dict[str, Any] = field(default_factory=dict)
     attention: dict[str, Any] = field(default_factory=dict)
 
     def check(self, d: dict[str, Any] | None = None) -> None:
         super().check(d)
-        kinds = ("absolute", "sinusoidal", "rope")
-        if self.position_embedding_type not in kinds:
-            raise ValueError(
-                f"position_embedding_type must be one of {kinds}, got {self.position_embedding_type!r}"
-            )
+        _check_positions(self, ("absolute", "sinusoidal", "rope"))
         if d and d.get("is_decoder") or d and d.get("add_cross_attention"):
             raise ValueError("decoder / cross-attention BERT checkpoints are not supported")
 
@@ -171,6 +172,23 @@ class GPT2Config(_Config):
         for key, (got, want) in unsupported.items():
             if got != want:
                 raise ValueError(f"GPT-2 option {key}={got!r} is not supported (expected {want!r})")
+
+
+def _check_positions(config: BertConfig | GPT2Config, kinds: tuple[str, ...]) -> None:
+    if config.position_embedding_type not in kinds:
+        raise ValueError(
+            f"position_embedding_type must be one of {kinds}, got {config.position_embedding_type!r}"
+        )
+    if not isinstance(config.rope_options, dict):
+        raise ValueError(f"rope_options must be a dict of RoPE options, got {config.rope_options!r}")  # noqa: TRY004
+    if config.rope_options and config.position_embedding_type != "rope":
+        raise ValueError(
+            f"rope_options {config.rope_options} need position_embedding_type='rope', "
+            f"got {config.position_embedding_type!r}"
+        )
+    unknown = sorted(set(config.rope_options) - set(ROPE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown rope_options {unknown}; expected some of {ROPE_OPTIONS}")
 
 
 # --------------------------------------------------------------------------- key maps
