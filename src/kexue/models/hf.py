@@ -122,7 +122,12 @@ class BertConfig(_Config):
 @dataclass
 class GPT2Config(_Config):
     """GPT-2 hyper-parameters with BERT-style field names; ``config.json`` uses GPT-2's
-    (``n_embd``, ``n_layer``, ``n_head``, ``n_inner``, ``n_positions``, ...)."""
+    (``n_embd``, ``n_layer``, ``n_head``, ``n_inner``, ``n_positions``, ...).
+
+    kexue extras, as in :class:`BertConfig`: ``position_embedding_type="rope"`` (rotary
+    positions instead of the learned table, with ``rope_theta`` and ``rope_options``)
+    and ``attention`` options; a checkpoint using them is not loadable by
+    ``transformers``."""
 
     model_type: ClassVar[str] = "gpt2"
     hf_names: ClassVar[dict[str, str]] = {
@@ -151,6 +156,9 @@ class GPT2Config(_Config):
     initializer_range: float = 0.02
     bos_token_id: int | None = 50256
     eos_token_id: int | None = 50256
+    position_embedding_type: str = "absolute"
+    rope_theta: float = 10000.0
+    rope_options: dict[str, Any] = field(default_factory=dict)
     attention: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -159,6 +167,7 @@ class GPT2Config(_Config):
 
     def check(self, d: dict[str, Any] | None = None) -> None:
         super().check(d)
+        _check_positions(self, ("absolute", "rope"))
         d = d or {}
         unsupported = {
             "scale_attn_weights": (d.get("scale_attn_weights", True), True),
@@ -257,10 +266,11 @@ def gpt2_key_map(config: GPT2Config) -> dict[str, HFKey]:
     """kexue :class:`~kexue.models.GPT2` name -> Hugging Face ``GPT2Model`` name."""
     m = {
         "wte.weight": HFKey(("wte.weight",)),
-        "wpe.weight": HFKey(("wpe.weight",)),
         "ln_f.weight": HFKey(("ln_f.weight",)),
         "ln_f.bias": HFKey(("ln_f.bias",)),
     }
+    if config.position_embedding_type == "absolute":
+        m["wpe.weight"] = HFKey(("wpe.weight",))
     for i in range(config.num_hidden_layers):
         k, h = f"blocks.layers.{i}.", f"h.{i}."
         m[k + "attn.qkv.weight"] = HFKey((h + "attn.c_attn.weight",), transpose=True)
