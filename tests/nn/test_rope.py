@@ -296,3 +296,10 @@ def test_rerope_rejects_kv_cache_and_apply():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_casting_the_model_leaves_the_angles_exact():
+    rope = RoPE(DIM).to(torch.bfloat16)
+    assert rope.inv_freq.dtype == torch.float64
+    cos = rope(torch.arange(T), torch.float64).cos
+    torch.testing.assert_close(cos, RoPE(DIM)(torch.arange(T), torch.float64).cos, rtol=0, atol=0)

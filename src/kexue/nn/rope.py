@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -313,8 +314,12 @@ class RoPE(nn.Module):
         self.train_length, self.scale, self.window, self.leak = train_length, scale, window, leak
         self.log_n, self.alpha, self.beta, self.ramp = log_n, alpha, beta, ramp
         self.interleaved = interleaved
-        inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # θ_i, (dim/2,)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    @property
+    def inv_freq(self) -> Tensor:
+        """``θ_i = base^(-2i/d)`` ``(dim/2,)`` in float64 (computed, not a buffer, so that
+        casting the model to half precision leaves the angles exact)."""
+        return self.base ** (-torch.arange(0, self.dim, 2, dtype=torch.float64) / self.dim)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, base={self.base}, variant={self.variant!r}, "
@@ -337,13 +342,12 @@ class RoPE(nn.Module):
         if self.variant == "pi":
             return theta / s, 1.0
         if self.variant == "ntk":
-            i2 = torch.arange(0, self.dim, 2, dtype=torch.float64, device=theta.device)
+            i2 = torch.arange(0, self.dim, 2, dtype=torch.float64)
             return theta * ntk_kappa(s, self.dim) ** (-i2 / self.dim), 1.0
         if self.ramp == "turns":
             gamma = yarn_ramp(theta, self.train_length, self.alpha, self.beta)
         else:
-            gamma = yarn_ramp_by_index(self.dim, self.base, self.train_length, self.alpha,
-                                       self.beta).to(theta.device)
+            gamma = yarn_ramp_by_index(self.dim, self.base, self.train_length, self.alpha, self.beta)
         return (gamma + (1 - gamma) / s) * theta, yarn_attention_factor(s)
 
     def forward(self, position_ids: Tensor, dtype: torch.dtype = torch.float32) -> Rotary:
@@ -378,28 +382,18 @@ class RoPE(nn.Module):
 # --------------------------------------------------------------------------- models
 
 
-def apply_rope(
-    model: nn.Module,
-    variant: str = "plain",
-    *,
-    train_length: int | None = None,
-    scale: float | None = None,
-    window: int | None = None,
-    leak: float | None = None,
-    log_n: bool = False,
-    alpha: float = 1.0,
-    beta: float = 32.0,
-    ramp: str = "turns",
-) -> nn.Module:
+def apply_rope(model: nn.Module, variant: str = "plain", **options: Any) -> nn.Module:
     """Switch the rotary positions of ``model`` to ``variant`` in place (no retraining).
 
-    Works on kexue models (every :class:`RoPE` submodule is replaced, keeping its
-    ``dim``, ``base`` and layout; every variant) and on Hugging Face Llama-style models
-    (every rotary module with an ``inv_freq`` buffer, e.g. ``LlamaRotaryEmbedding``, is
-    replaced by :class:`HFRotaryEmbedding`, half-split layout, base from the config).
-    Hugging Face attention takes one set of cos/sin for q and k, so the two ReRoPE
-    variants need kexue's attention and raise here; ``log_n`` on a Hugging Face model
-    routes its attention through ``sdpa`` with the queries scaled (a registered
+    ``options`` are :class:`RoPE`'s (``train_length``, ``scale``, ``window``, ``leak``,
+    ``log_n``, ``alpha``, ``beta``, ``ramp``); ``dim``, ``base`` and the layout come from
+    the model. Works on kexue models (every :class:`RoPE` submodule is replaced; every
+    variant) and on Hugging Face Llama-style models (every rotary module with an
+    ``inv_freq`` buffer, e.g. ``LlamaRotaryEmbedding``, is replaced by
+    :class:`HFRotaryEmbedding`, half-split layout, base from the config). Hugging Face
+    attention takes one set of cos/sin for q and k, so the two ReRoPE variants need
+    kexue's attention and raise here; ``log_n`` on a Hugging Face model routes its
+    attention through ``sdpa`` with the queries scaled (a registered
     ``AttentionInterface`` function, see :func:`log_n_attention`).
 
     Against transformers' ``rope_type`` values: ``"pi"`` with ``scale=f`` is
@@ -408,11 +402,16 @@ def apply_rope(
     ``scale=f``, ``ramp="index"`` is ``"yarn"`` with ``factor=f`` (default
     ``beta_fast=32``, ``beta_slow=1``, ``truncate``); the default ``ramp="turns"`` is
     post 9948's formula, which transformers does not offer. Returns ``model``.
+
+    Example: ``apply_rope(llama, "yarn", train_length=4096, scale=4.0, ramp="index")``.
     """
+    allowed = tuple(o for o in ROPE_OPTIONS if o not in ("variant", "interleaved"))
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown apply_rope options {unknown}; expected some of {allowed}")
+    log_n, train_length = options.pop("log_n", False), options.get("train_length")
     if log_n and train_length is None:
         raise ValueError("log_n needs train_length")
-    options = {"train_length": train_length, "scale": scale, "window": window, "leak": leak,
-               "alpha": alpha, "beta": beta, "ramp": ramp}
     targets = list(_rotary_modules(model))
     if not targets:
         raise ValueError(f"{type(model).__name__} has no RoPE module (a kexue RoPE, or a Hugging Face "
@@ -476,7 +475,7 @@ def _hf_rope(module: nn.Module, variant: str, options: dict) -> RoPE:
             f"{type(module).__name__}'s frequencies are not base^(-2i/d) with base {base} "
             f"(rope_type {params.get('rope_type')!r}?); apply_rope needs a model with plain RoPE"
         )
-    return rope.to(module.inv_freq.device)
+    return rope
 
 
 def log_n_attention(train_length: int):
