@@ -178,7 +178,7 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, interleaved: bool) -> Tensor:
 # --------------------------------------------------------------------------- protocol
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rotary:
     """RoPE for one forward pass, what :class:`~kexue.nn.MultiHeadAttention` calls.
 
