@@ -5,7 +5,7 @@ import torch
 
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
-from kexue.experiments._shared.lm import LMConfig, RoPELM
+from kexue.experiments._shared.lm import LMConfig, build_lm
 from kexue.experiments.entropy_scale import EntropyScale, attention_entropy_study, mlm_accuracy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,14 +24,13 @@ def test_entropy_study_scales_agree_at_512_and_entropy_drifts_less():
 
 
 def test_mlm_accuracy_matches_direct_count():
-    torch.manual_seed(0)
-    model = RoPELM(LMConfig(vocab_size=12, hidden=16, layers=1, heads=2, causal=False)).eval()
+    model = build_lm(LMConfig(vocab_size=12, hidden=16, layers=1, heads=2), seed=0).eval()
     val = torch.randint(1, 11, (256,), generator=torch.Generator().manual_seed(1))
     acc = mlm_accuracy(model, val, 32, 128, 11, 12)
     assert 0 <= acc <= 100
     # a model that always predicts the target is 100% accurate
     class Oracle(torch.nn.Module):
-        def forward(self, ids):
+        def forward(self, ids, is_causal=True):
             return torch.nn.functional.one_hot(val[:128].view(-1, ids.shape[1])[: len(ids)], 12).float()
 
     assert mlm_accuracy(Oracle(), val, 32, 128, 11, 12, batch_size=100) == 100.0

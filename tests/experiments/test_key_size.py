@@ -4,7 +4,7 @@ import pytest
 
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
-from kexue.experiments._shared.lm import RoPELM
+from kexue.experiments._shared.lm import build_lm
 from kexue.experiments.key_size import KeySizeTalkingHeads, configs, count_parameters, rank_fit_kl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -12,13 +12,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_configs_have_matched_parameters_and_the_stated_shapes():
     cfgs = configs(70, hidden=128)
-    counts = {n: count_parameters(RoPELM(c)) for n, c in cfgs.items()}
+    counts = {n: count_parameters(build_lm(c, seed=0)) for n, c in cfgs.items()}
     base = counts["h8-k16"]
     for name, n in counts.items():
         assert abs(n - base) / base < 0.01, (name, n, base)
-    attn = RoPELM(cfgs["h8-k64-v16"]).body.layers[0].attn
+    attn = build_lm(cfgs["h8-k64-v16"], seed=0).blocks.layers[0].attn
     assert (attn.num_heads, attn.key_size, attn.head_size) == (8, 64, 16)
-    attn = RoPELM(cfgs["h16-k8-talking"]).body.layers[0].attn
+    attn = build_lm(cfgs["h16-k8-talking"], seed=0).blocks.layers[0].attn
     assert (attn.num_heads, attn.key_size, attn.talking_heads) == (16, 8, True)
 
 

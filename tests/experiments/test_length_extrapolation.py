@@ -8,7 +8,7 @@ from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
 from kexue.experiments._shared.lm import (
     LMConfig,
-    RoPELM,
+    build_lm,
     encode_chars,
     eval_ends,
     evaluate_variants,
@@ -47,8 +47,7 @@ def test_mask_tokens_targets_only_masked_positions():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    return RoPELM(LMConfig(vocab_size=12, hidden=16, layers=1, heads=2)).eval()
+    return build_lm(LMConfig(vocab_size=12, hidden=16, layers=1, heads=2), seed=0).eval()
 
 
 def test_tail_loss_scores_the_same_targets_at_every_length(tiny_model):
@@ -69,7 +68,7 @@ def test_tail_loss_scores_the_same_targets_at_every_length(tiny_model):
 def test_every_variant_is_plain_rope_within_the_training_length(tiny_model):
     """In-length the extrapolation options change nothing except ReRoPE/windows beyond w."""
     val = torch.randint(1, 12, (300,), generator=torch.Generator().manual_seed(2))
-    losses = evaluate_variants(tiny_model, val, variants(tiny_model.key_size, 32), [32, 64], 32, 2)
+    losses = evaluate_variants(tiny_model, val, variants(tiny_model.rope.dim, 32), [32, 64], 32, 2)
     plain = losses["plain"][32]
     for name in ("plain+logn", "pi", "pi+logn", "ntk", "ntk+logn", "yarn", "window"):
         assert math.isclose(losses[name][32], plain, rel_tol=1e-5), name

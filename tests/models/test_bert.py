@@ -261,3 +261,40 @@ def test_bad_input(tmp_path, minilm_path):
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "config.json").write_text("{}")
         Bert.from_pretrained(tmp_path / "empty")
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("options", [
+    {"variant": "pi", "train_length": 8},
+    {"variant": "ntk", "train_length": 8, "log_n": True},
+    {"variant": "yarn", "train_length": 8, "ramp": "index"},
+    {"variant": "rerope", "window": 8},
+    {"variant": "leaky-rerope", "window": 8, "leak": 4.0, "log_n": True, "train_length": 8},
+])
+def test_every_rope_variant(tmp_path, options):
+    """Any RoPE variant, ReRoPE included, from the config or switched in by apply_rope
+    (the same model), kept by save/load; plain RoPE within the training length/window."""
+    from kexue.nn import apply_rope
+
+    torch.manual_seed(0)
+    plain = _small(position_embedding_type="rope").eval()
+    model = _small(position_embedding_type="rope", rope_options=options).eval()
+    model.load_state_dict(plain.state_dict())
+    ids, am, tt = _batch(40, t=16)
+    with torch.no_grad():
+        out = model(ids, am, tt).last_hidden_state
+        short = model(ids[:, :8]).last_hidden_state
+        plain_out, plain_short = plain(ids, am, tt).last_hidden_state, plain(ids[:, :8]).last_hidden_state
+        torch.testing.assert_close(short, plain_short)
+        assert (out - plain_out).abs().max() > 1e-5  # beyond them the variant changes the outputs
+        switched = apply_rope(plain, **options)(ids, am, tt).last_hidden_state
+        torch.testing.assert_close(switched, out, rtol=0, atol=0)
+    model.save_pretrained(tmp_path)
+    again = Bert.from_pretrained(tmp_path).eval()
+    assert again.config.rope_options == options
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids, am, tt).last_hidden_state, out, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown rope_options"):
+        _small(position_embedding_type="rope", rope_options={"window_size": 8})
+    with pytest.raises(ValueError, match="need position_embedding_type='rope'"):
+        _small(rope_options=options)

@@ -151,3 +151,107 @@ def test_bad_input(pair, tmp_path):
     bert.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="expected a 'gpt2' checkpoint, config.json says 'bert'"):
         GPT2.from_pretrained(tmp_path)
+
+
+# --------------------------------------------------------------------------- RoPE decoder
+
+ROPE_VARIANTS = [
+    {"variant": "pi", "train_length": 8},
+    {"variant": "ntk", "train_length": 8, "log_n": True},
+    {"variant": "yarn", "train_length": 8},
+    {"variant": "rerope", "window": 8},
+    {"variant": "leaky-rerope", "window": 8, "leak": 4.0, "log_n": True, "train_length": 8},
+]
+
+
+def _rope_gpt2(layers=2, **kw):
+    cfg = GPT2Config(vocab_size=30, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                     hidden_dropout_prob=0.0, embedding_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, position_embedding_type="rope")  # fmt: skip
+    return GPT2(cfg, **kw).eval()
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("options", ROPE_VARIANTS)
+def test_rope_variant_from_config_call_or_apply_rope(options):
+    """A RoPE decoder takes any variant from its config, for one call (rope=) or through
+    apply_rope — the same logits; within the training length / window it is plain RoPE."""
+    from kexue.nn import RoPE, apply_rope
+
+    torch.manual_seed(0)
+    plain = _rope_gpt2()
+    model = _rope_gpt2(rope_options=options)
+    model.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, 30, (2, 20))
+    with torch.no_grad():
+        out = model(ids)
+        torch.testing.assert_close(plain(ids, rope=RoPE(8, **options)), out, rtol=0, atol=0)
+        torch.testing.assert_close(model(ids[:, :8]), plain(ids[:, :8]))
+        assert (out - plain(ids)).abs().max() > 1e-5
+        torch.testing.assert_close(apply_rope(plain, **options)(ids), out, rtol=0, atol=0)
+
+
+def test_rope_decoder_cache_padding_and_round_trip(tmp_path):
+    from kexue.nn import RoPE
+
+    torch.manual_seed(0)
+    model = _rope_gpt2()
+    assert model.wpe is None and "wpe.weight" not in model.state_dict()
+    ids = torch.randint(0, 30, (2, 12))
+    ntk = RoPE(8, variant="ntk", scale=2.0)
+    with torch.no_grad():
+        for rope in (None, ntk):
+            full = model(ids, rope=rope)
+            a, cache = model(ids[:, :5], use_cache=True, rope=rope)
+            b, _ = model(ids[:, 5:], cache, use_cache=True, rope=rope)
+            torch.testing.assert_close(torch.cat([a, b], 1), full, rtol=1e-5, atol=1e-5)
+        # left padding: the padded row's real tokens get the unpadded row's logits
+        am = torch.ones(2, 12, dtype=torch.long)
+        am[1, :4] = 0
+        padded = model(ids, attention_mask=am)
+        torch.testing.assert_close(padded[1, 4:], model(ids[1:, 4:])[0], rtol=1e-5, atol=1e-5)
+    model.save_pretrained(tmp_path)
+    again = GPT2.from_pretrained(tmp_path).eval()
+    assert again.config == model.config and again.rope is not None
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids), model(ids), rtol=0, atol=0)
+
+
+def test_rope_decoder_window_mask_and_bidirectional():
+    from kexue.nn import window_mask
+
+    torch.manual_seed(0)
+    model = _rope_gpt2(layers=1)
+    ids = torch.randint(0, 30, (1, 10))
+    changed = ids.clone()
+    changed[0, 0] = (ids[0, 0] + 1) % 30
+    with torch.no_grad():
+        # a window of 3 keys: in one layer, position i >= 3 cannot see token 0
+        mask = window_mask(10, 3)[None]
+        a, b = model(ids, attention_mask=mask), model(changed, attention_mask=mask)
+        torch.testing.assert_close(a[0, 3:], b[0, 3:], rtol=0, atol=0)
+        assert not torch.allclose(a[0, :3], b[0, :3])
+        torch.testing.assert_close(model(ids, attention_mask=window_mask(10, 10)[None]), model(ids))
+        # is_causal=False: the first position sees the last token
+        last = ids.clone()
+        last[0, -1] = (ids[0, -1] + 1) % 30
+        assert torch.equal(model(ids)[0, 0], model(last)[0, 0])
+        assert not torch.allclose(model(ids, is_causal=False)[0, 0], model(last, is_causal=False)[0, 0])
+
+
+def test_rope_decoder_bad_input(pair):
+    from kexue.nn import RoPE
+
+    _, absolute, _ = pair
+    with pytest.raises(ValueError, match="rope= needs a model with position_embedding_type='rope'"):
+        absolute(torch.zeros(1, 4, dtype=torch.long), rope=RoPE(8))
+    model = _rope_gpt2()
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"3-D attention_mask must be boolean \(batch\|1, seq, past \+ seq\)"):
+        model(ids, attention_mask=torch.ones(1, 4, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="must be boolean"):
+        model(ids, attention_mask=torch.ones(1, 4, 4))
+    with pytest.raises(ValueError, match="position_embedding_type must be one of"):
+        _rope_gpt2(position_embedding_type="sinusoidal")
+    with pytest.raises(ValueError, match="unknown rope_options"):
+        _rope_gpt2(rope_options={"windw": 4})

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from kexue.nn.attention import MultiHeadAttention, RotaryAngles, entropy_scale
+from kexue.nn.attention import MultiHeadAttention, entropy_scale
 from kexue.nn.masks import causal_mask, padding_mask, permutation_mask, unilm_mask
-from kexue.nn.position import RotaryEmbedding
+from kexue.nn.rope import RoPE
 
 B, T, H, HEADS = 2, 7, 16, 4
 
@@ -138,11 +138,11 @@ def test_entropy_scale_equals_direct_formula(mask_name):
 @pytest.mark.parametrize("scale", ["sqrt", "entropy"])
 def test_kv_cache_equals_full_causal(use_sdpa, scale):
     attn = _attn(use_sdpa=use_sdpa, scale=scale, key_size=8)
-    rope = RotaryEmbedding(8)
+    rope = RoPE(8)
     x = torch.randn(B, T, H, dtype=torch.float64)
 
     def rot(lo, hi):
-        return RotaryAngles(*rope(torch.arange(lo, hi), dtype=torch.float64))
+        return rope(torch.arange(lo, hi), dtype=torch.float64)
 
     full, _ = attn(x, is_causal=True, rotary=rot(0, T))
     y1, cache = attn(x[:, :3], is_causal=True, rotary=rot(0, 3), use_cache=True)

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from kexue.nn.masks import causal_mask, combine_masks, padding_mask, permutation_mask, unilm_mask
+from kexue.nn.masks import (
+    causal_mask,
+    combine_masks,
+    padding_mask,
+    permutation_mask,
+    unilm_mask,
+    window_mask,
+)
 
 
 def test_padding_mask():
@@ -31,6 +38,19 @@ def _unilm_reference(src_len, tgt_len, pad_len):
             elif i >= src_len:
                 ref[i, j] = j <= i  # target sees earlier target
     return ref
+
+
+def test_window_mask():
+    m = window_mask(6, 3)
+    i, j = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    assert torch.equal(m, (j <= i) & (i - j < 3))
+    sink = window_mask(6, 2, sink=1)
+    assert sink[:, 0].all() and sink[5].tolist() == [True, False, False, False, True, True]
+    assert torch.equal(window_mask(6, 100), torch.tril(torch.ones(6, 6, dtype=torch.bool)))
+    with pytest.raises(ValueError, match="window must be a positive int, got 0"):
+        window_mask(8, 0)
+    with pytest.raises(ValueError, match="sink >= 0"):
+        window_mask(8, 2, sink=-1)
 
 
 def test_unilm_mask_against_definition():

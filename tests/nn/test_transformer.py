@@ -2,9 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from kexue.nn.attention import RotaryAngles
 from kexue.nn.masks import padding_mask, permutation_mask
-from kexue.nn.position import RotaryEmbedding
+from kexue.nn.rope import RoPE
 from kexue.nn.transformer import (
     Transformer,
     TransformerBlock,
@@ -96,7 +95,7 @@ def test_permutation_lm_equals_causal_lm_on_permuted_tokens(positions):
     vocab, T = 11, 7
     emb, pos_emb = nn.Embedding(vocab, H).double(), nn.Embedding(T, H).double()
     model = Transformer(2, H, HEADS, FF).double().eval()
-    rope = RotaryEmbedding(H // HEADS)
+    rope = RoPE(H // HEADS)
     tokens = torch.randint(0, vocab, (2, T))
     order = torch.stack([torch.randperm(T), torch.randperm(T)])
 
@@ -106,7 +105,7 @@ def test_permutation_lm_equals_causal_lm_on_permuted_tokens(positions):
         if positions == "learned":
             x = x + pos_emb(pos)
         else:
-            rot = RotaryAngles(*rope(pos, dtype=torch.float64))
+            rot = rope(pos, dtype=torch.float64)
         return model(x, rotary=rot, **kw)[0]
 
     y_perm = run(tokens, torch.arange(T).expand(2, T), attention_mask=permutation_mask(order))

@@ -46,7 +46,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     T("T11", "GPT-2 / CPM-LM and its tokenizer", (7912,), ("kexue.models.GPT2",)),
     T("T12", "BERT-whitening", (8069, 8321), ("kexue.embed.Whitening",)),
     T("T13", "Ladder Side-Tuning", (9138,), ("kexue.train.LadderSideNetwork",)),
-    T("T14", "Length extrapolation (NTK, YaRN, ReRoPE, ...)", (9948, 9708), ("kexue.nn.RoPE",)),
+    T("T14", "Length extrapolation (NTK, YaRN, ReRoPE, ...)", (9948, 9708), ("kexue.nn.RoPE", "kexue.nn.apply_rope")),
     T("T15", "GAN dynamics (Dirac GAN)", (6583,), ("kexue.generative.dirac_gan",)),
     T("T16", "InfoMap / map equation", (7006,), ("kexue.graph.map_equation", "kexue.graph.infomap")),
     T("T17", "Shape of a spinning jump rope", (6784,), ("kexue.physics.jump_rope",)),

@@ -65,7 +65,7 @@ def mlm_accuracy(model, val: torch.Tensor, length: int, tokens: int, mask_id: in
                  seed: int = 1234, batch_size: int = 8) -> float:
     """Accuracy (%) on the masked positions of consecutive windows of ``length`` covering the
     first ``tokens`` validation ids (the same masks at every length: one generator draw over
-    the whole stretch)."""
+    the whole stretch); ``model(ids, is_causal=False)`` gives the logits."""
     if tokens < length or len(val) < tokens:
         raise ValueError(f"need length ({length}) <= tokens ({tokens}) <= len(val) ({len(val)})")
     stretch = val[: tokens - tokens % length]
@@ -73,7 +73,7 @@ def mlm_accuracy(model, val: torch.Tensor, length: int, tokens: int, mask_id: in
     inputs, targets = inputs.view(-1, length), targets.view(-1, length)
     correct = total = 0
     for i in range(0, len(inputs), batch_size):
-        logits = model(inputs[i:i + batch_size])
+        logits = model(inputs[i:i + batch_size], is_causal=False)
         t = targets[i:i + batch_size]
         keep = t != -100
         correct += int((logits.argmax(-1)[keep] == t[keep]).sum())
@@ -112,13 +112,13 @@ class EntropyScale(Experiment):
 
         def mlm_loss(model, batch):
             inputs, targets = mask_tokens(batch[0], corpus.mask_id, corpus.vocab_size)
-            logits = model(inputs)
+            logits = model(inputs, is_causal=False)
             return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
                                                      ignore_index=-100)
 
         for scale in SCALES:
             config = LMConfig(corpus.vocab_size, hidden=ctx.pick(64, 128, smoke=32), layers=2,
-                              heads=2, scale=scale, causal=False)
+                              heads=2, scale=scale)
             model = train_cached(config, windows, steps=steps, seed=ctx.seed, cache_dir=ctx.cache_dir,
                                  tag=f"mlm-tang-{scale}-L{lengths[0]}", loss_fn=mlm_loss,
                                  batch_size=32, log=ctx.log)

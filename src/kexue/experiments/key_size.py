@@ -24,8 +24,8 @@ from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
 from kexue.experiments._shared.lm import (
     LMConfig,
-    RoPELM,
     bits,
+    build_lm,
     eval_ends,
     load_corpus,
     tail_loss,
@@ -47,7 +47,7 @@ def configs(vocab_size: int, hidden: int = 128, layers: int = 2) -> dict[str, LM
         "h16-k8-talking": LMConfig(**base, heads=16, talking_heads=True),
     }
     wide = out["h8-k64-v16"]
-    extra = count_parameters(RoPELM(wide)) - count_parameters(RoPELM(out["h8-k16"]))
+    extra = count_parameters(build_lm(wide, seed=0)) - count_parameters(build_lm(out["h8-k16"], seed=0))
     wide.intermediate = 4 * hidden - round(extra / (layers * (2 * hidden + 1)))
     if wide.intermediate <= 0:
         raise ValueError(f"hidden {hidden} is too small to match parameters with key_size {hidden // 2}")

@@ -113,7 +113,7 @@ class LengthExtrapolation(Experiment):
             model = train_cached(config, windows, steps=steps, seed=ctx.seed,
                                  cache_dir=ctx.cache_dir, tag=f"extrap-{short}-L{train_length}",
                                  batch_size=16, log=ctx.log)
-            losses = evaluate_variants(model, corpus.val, variants(model.key_size, train_length),
+            losses = evaluate_variants(model, corpus.val, variants(model.rope.dim, train_length),
                                        list(lengths), last=train_length, count=count)
             for v, by_length in losses.items():
                 for n, loss in by_length.items():

@@ -29,8 +29,9 @@ from kexue.models.hf import (
     strip_prefix,
     to_hf_state_dict,
 )
-from kexue.nn.attention import KVCache, RotaryAngles
-from kexue.nn.position import LearnedPositionEmbedding, RotaryEmbedding, sinusoidal_embedding
+from kexue.nn.attention import KVCache
+from kexue.nn.position import LearnedPositionEmbedding, sinusoidal_embedding
+from kexue.nn.rope import RoPE
 from kexue.nn.transformer import Transformer, get_activation
 
 
@@ -137,9 +138,10 @@ class Bert(nn.Module):
             attention=config.attention,
             recompute=recompute,
         )
-        self.rotary = None
+        self.rope = None  # any RoPE variant, see kexue.nn.RoPE and kexue.nn.apply_rope
         if config.position_embedding_type == "rope":
-            self.rotary = RotaryEmbedding(self.encoder.layers[0].attn.key_size, config.rope_theta)
+            key_size = self.encoder.layers[0].attn.key_size
+            self.rope = RoPE(key_size, config.rope_theta, **config.rope_options)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
         self.mlm = MLMHead(config) if mlm else None
         self.apply(self._init_weights)
@@ -194,9 +196,7 @@ class Bert(nn.Module):
         mask = _attention_mask(attention_mask, b, t, past + t)
 
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (batch, seq, hidden)
-        rotary = None
-        if self.rotary is not None:
-            rotary = RotaryAngles(*self.rotary(position_ids, dtype=x.dtype))
+        rotary = None if self.rope is None else self.rope(position_ids, dtype=x.dtype)
         x, presents, hidden = self.encoder(
             x, mask, is_causal=is_causal, rotary=rotary, attn_bias=attn_bias,
             past_key_values=past_key_values, use_cache=use_cache,

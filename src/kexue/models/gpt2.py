@@ -1,5 +1,7 @@
 """GPT-2 (and CPM-LM, which is GPT-2): a pre-LN decoder with learned positions, a tied
-output head, a KV cache and sampling.
+output head, a KV cache and sampling; with ``position_embedding_type="rope"``, the same
+decoder with rotary positions (any :class:`~kexue.nn.RoPE` variant, swappable at
+inference time).
 
 跟风玩玩目前最大的中文GPT2模型（bert4keras） (2020-11-20, https://kexue.fm/archives/7912):
 CPM-LM is OpenAI's GPT-2 architecture — pre-LayerNorm blocks and a final LayerNorm,
@@ -32,6 +34,7 @@ from kexue.models.hf import (
 )
 from kexue.nn.attention import KVCache
 from kexue.nn.position import LearnedPositionEmbedding
+from kexue.nn.rope import RoPE
 from kexue.nn.transformer import Transformer
 
 Cache = tuple[KVCache, ...]
@@ -39,6 +42,11 @@ Cache = tuple[KVCache, ...]
 
 class GPT2(nn.Module):
     """GPT-2 language model: ``logits = LN_f(blocks(wte[x] + wpe[p])) wteᵀ``.
+
+    With ``position_embedding_type="rope"`` there is no ``wpe`` table: every attention
+    layer rotates q and k by ``self.rope`` (a :class:`~kexue.nn.RoPE` of
+    ``config.rope_theta`` and ``config.rope_options``), and ``forward(..., rope=...)``
+    takes another variant for one call (length extrapolation without retraining).
 
     Args:
         config: a :class:`GPT2Config` (or keyword overrides of the default one).
@@ -60,7 +68,9 @@ class GPT2(nn.Module):
         config.check()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.wpe = LearnedPositionEmbedding(config.max_position_embeddings, config.hidden_size)
+        self.wpe = None
+        if config.position_embedding_type == "absolute":
+            self.wpe = LearnedPositionEmbedding(config.max_position_embeddings, config.hidden_size)
         self.drop = nn.Dropout(config.embedding_dropout_prob)
         self.blocks = Transformer(
             config.num_hidden_layers,
@@ -76,6 +86,10 @@ class GPT2(nn.Module):
             recompute=recompute,
         )
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.rope = None
+        if config.position_embedding_type == "rope":
+            key_size = self.blocks.layers[0].attn.key_size
+            self.rope = RoPE(key_size, config.rope_theta, **config.rope_options)
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -91,17 +105,30 @@ class GPT2(nn.Module):
         use_cache: bool = False,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
+        *,
+        rope: RoPE | None = None,
+        is_causal: bool = True,
     ) -> Tensor | tuple[Tensor, Cache]:
         """``input_ids`` ``(batch, seq)`` -> logits ``(batch, seq, vocab)``, and the
         updated cache as a second value when ``use_cache``.
 
-        ``attention_mask`` ``(batch, past + seq)`` 0/1 marks padding keys (for
-        left-padded batches; positions then count real tokens only)."""
+        ``attention_mask``: ``(batch, past + seq)`` 0/1 marks padding keys (for
+        left-padded batches; positions then count real tokens only), or a boolean
+        ``(batch|1, seq, past + seq)`` mask, True = may attend (e.g.
+        ``kexue.nn.window_mask(n, w)[None]``), combined with the causal mask.
+        ``rope``: with RoPE positions, a :class:`~kexue.nn.RoPE` to use instead of
+        ``self.rope`` for this call (e.g. ``RoPE(d, variant="ntk", train_length=L)``).
+        ``is_causal=False`` lets every position see every other (the same stack as a
+        bidirectional masked LM)."""
         check_input_ids(input_ids, self.config.vocab_size)
         b, t = input_ids.shape
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        if rope is not None and self.rope is None:
+            raise ValueError("rope= needs a model with position_embedding_type='rope'")
         mask = None
-        if attention_mask is not None:
+        if attention_mask is not None and attention_mask.dim() == 3:
+            mask = _boolean_mask(attention_mask, b, t, past + t)
+        elif attention_mask is not None:
             if attention_mask.shape != (b, past + t):
                 raise ValueError(
                     f"attention_mask must be (batch, past + seq) = {(b, past + t)}, "
@@ -112,10 +139,16 @@ class GPT2(nn.Module):
                 position_ids = (keep.long().cumsum(dim=1) - 1).clamp(min=0)[:, past:]
             mask = None if bool(keep.all()) else keep[:, None, None, :]  # (batch, 1, 1, keys)
         if position_ids is None:
-            position_ids = torch.arange(past, past + t, device=input_ids.device).expand(b, t)
-        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (batch, seq, hidden)
+            position_ids = torch.arange(past, past + t, device=input_ids.device)[None]  # (1, seq)
+        rotary = None
+        if self.rope is None:
+            x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (batch, seq, hidden)
+        else:
+            x = self.drop(self.wte(input_ids))
+            rotary = (rope or self.rope)(position_ids, x.dtype)
         x, presents, _ = self.blocks(
-            x, mask, is_causal=True, past_key_values=past_key_values, use_cache=use_cache
+            x, mask, is_causal=is_causal, rotary=rotary, past_key_values=past_key_values,
+            use_cache=use_cache,
         )
         logits = F.linear(self.ln_f(x), self.wte.weight)  # tied head, (batch, seq, vocab)
         return (logits, presents) if use_cache else logits
@@ -207,6 +240,16 @@ class GPT2(nn.Module):
         hf = to_hf_state_dict(self.state_dict(), gpt2_key_map(self.config))
         save_hf_state_dict({"transformer." + k: v for k, v in hf.items()}, folder)
         self.config.to_json(folder, architectures=["GPT2LMHeadModel"])
+
+
+def _boolean_mask(mask: Tensor, b: int, t: int, k: int) -> Tensor:
+    """A boolean ``(batch|1, seq, keys)`` mask -> ``(batch|1, 1, seq, keys)``."""
+    if mask.dtype != torch.bool or mask.shape[0] not in (1, b) or mask.shape[1:] != (t, k):
+        raise ValueError(
+            f"a 3-D attention_mask must be boolean (batch|1, seq, past + seq) = ({b}|1, {t}, {k}), "
+            f"got {tuple(mask.shape)} {mask.dtype}"
+        )
+    return mask[:, None]
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:

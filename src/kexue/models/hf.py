@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from kexue.nn.rope import ROPE_OPTIONS
+
 SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -93,9 +95,11 @@ class BertConfig(_Config):
     """BERT hyper-parameters, named as in Hugging Face's ``config.json``.
 
     kexue extras: ``position_embedding_type`` also takes ``"sinusoidal"`` and
-    ``"rope"`` (with ``rope_theta``), and ``attention`` holds
-    :class:`~kexue.nn.MultiHeadAttention` options (``key_size``, ``talking_heads``,
-    ``scale``); a checkpoint using them is not loadable by ``transformers``.
+    ``"rope"`` (with ``rope_theta`` and ``rope_options``, keyword options of
+    :class:`~kexue.nn.RoPE` such as ``{"variant": "rerope", "window": 64}``), and
+    ``attention`` holds :class:`~kexue.nn.MultiHeadAttention` options (``key_size``,
+    ``talking_heads``, ``scale``); a checkpoint using them is not loadable by
+    ``transformers``.
     """
 
     model_type: ClassVar[str] = "bert"
@@ -114,15 +118,12 @@ class BertConfig(_Config):
     pad_token_id: int = 0
     position_embedding_type: str = "absolute"
     rope_theta: float = 10000.0
+    rope_options: dict[str, Any] = field(default_factory=dict)
     attention: dict[str, Any] = field(default_factory=dict)
 
     def check(self, d: dict[str, Any] | None = None) -> None:
         super().check(d)
-        kinds = ("absolute", "sinusoidal", "rope")
-        if self.position_embedding_type not in kinds:
-            raise ValueError(
-                f"position_embedding_type must be one of {kinds}, got {self.position_embedding_type!r}"
-            )
+        _check_positions(self, ("absolute", "sinusoidal", "rope"))
         if d and d.get("is_decoder") or d and d.get("add_cross_attention"):
             raise ValueError("decoder / cross-attention BERT checkpoints are not supported")
 
@@ -130,7 +131,12 @@ class BertConfig(_Config):
 @dataclass
 class GPT2Config(_Config):
     """GPT-2 hyper-parameters with BERT-style field names; ``config.json`` uses GPT-2's
-    (``n_embd``, ``n_layer``, ``n_head``, ``n_inner``, ``n_positions``, ...)."""
+    (``n_embd``, ``n_layer``, ``n_head``, ``n_inner``, ``n_positions``, ...).
+
+    kexue extras, as in :class:`BertConfig`: ``position_embedding_type="rope"`` (rotary
+    positions instead of the learned table, with ``rope_theta`` and ``rope_options``)
+    and ``attention`` options; a checkpoint using them is not loadable by
+    ``transformers``."""
 
     model_type: ClassVar[str] = "gpt2"
     hf_names: ClassVar[dict[str, str]] = {
@@ -159,6 +165,9 @@ class GPT2Config(_Config):
     initializer_range: float = 0.02
     bos_token_id: int | None = 50256
     eos_token_id: int | None = 50256
+    position_embedding_type: str = "absolute"
+    rope_theta: float = 10000.0
+    rope_options: dict[str, Any] = field(default_factory=dict)
     attention: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -167,6 +176,7 @@ class GPT2Config(_Config):
 
     def check(self, d: dict[str, Any] | None = None) -> None:
         super().check(d)
+        _check_positions(self, ("absolute", "rope"))
         d = d or {}
         unsupported = {
             "scale_attn_weights": (d.get("scale_attn_weights", True), True),
@@ -180,6 +190,23 @@ class GPT2Config(_Config):
         for key, (got, want) in unsupported.items():
             if got != want:
                 raise ValueError(f"GPT-2 option {key}={got!r} is not supported (expected {want!r})")
+
+
+def _check_positions(config: BertConfig | GPT2Config, kinds: tuple[str, ...]) -> None:
+    if config.position_embedding_type not in kinds:
+        raise ValueError(
+            f"position_embedding_type must be one of {kinds}, got {config.position_embedding_type!r}"
+        )
+    if not isinstance(config.rope_options, dict):
+        raise ValueError(f"rope_options must be a dict of RoPE options, got {config.rope_options!r}")  # noqa: TRY004
+    if config.rope_options and config.position_embedding_type != "rope":
+        raise ValueError(
+            f"rope_options {config.rope_options} need position_embedding_type='rope', "
+            f"got {config.position_embedding_type!r}"
+        )
+    unknown = sorted(set(config.rope_options) - set(ROPE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown rope_options {unknown}; expected some of {ROPE_OPTIONS}")
 
 
 # --------------------------------------------------------------------------- key maps
@@ -248,10 +275,11 @@ def gpt2_key_map(config: GPT2Config) -> dict[str, HFKey]:
     """kexue :class:`~kexue.models.GPT2` name -> Hugging Face ``GPT2Model`` name."""
     m = {
         "wte.weight": HFKey(("wte.weight",)),
-        "wpe.weight": HFKey(("wpe.weight",)),
         "ln_f.weight": HFKey(("ln_f.weight",)),
         "ln_f.bias": HFKey(("ln_f.bias",)),
     }
+    if config.position_embedding_type == "absolute":
+        m["wpe.weight"] = HFKey(("wpe.weight",))
     for i in range(config.num_hidden_layers):
         k, h = f"blocks.layers.{i}.", f"h.{i}."
         m[k + "attn.qkv.weight"] = HFKey((h + "attn.c_attn.weight",), transpose=True)

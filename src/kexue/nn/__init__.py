@@ -1,17 +1,7 @@
 
 from kexue.nn.attention import (  # noqa: F401  (T6, T32: attention)
     MultiHeadAttention,
-    RotaryAngles,
     entropy_scale,
-)
-from kexue.nn.extrapolation import (  # noqa: F401  (T14: length extrapolation)
-    RoPE,
-    log_n_scale,
-    ntk_kappa,
-    rerope_positions,
-    window_mask,
-    yarn_attention_factor,
-    yarn_ramp,
 )
 from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     causal_mask,
@@ -19,13 +9,26 @@ from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     padding_mask,
     permutation_mask,
     unilm_mask,
+    window_mask,
 )
-from kexue.nn.position import (  # noqa: F401  (positions, RoPE)
+from kexue.nn.position import (  # noqa: F401  (absolute positions)
     LearnedPositionEmbedding,
-    RotaryEmbedding,
     SinusoidalPositionEmbedding,
-    apply_rotary,
+    check_position_ids,
     sinusoidal_embedding,
+)
+from kexue.nn.rope import (  # noqa: F401  (RoPE; T14: length extrapolation)
+    HFRotaryEmbedding,
+    RoPE,
+    Rotary,
+    apply_rope,
+    log_n_attention,
+    log_n_scale,
+    ntk_kappa,
+    rerope_positions,
+    yarn_attention_factor,
+    yarn_ramp,
+    yarn_ramp_by_index,
 )
 from kexue.nn.transformer import (  # noqa: F401  (T5: blocks, recompute)
     FeedForward,

@@ -14,35 +14,25 @@
   keeps the attention entropy roughly independent of the length.
 
 The fast path is :func:`torch.nn.functional.scaled_dot_product_attention`; the
-explicit path (``use_sdpa=False``, and always with talking heads) is the readable
-reference the tests compare against.
+explicit path (``use_sdpa=False``, and always with talking heads or two-pass ReRoPE
+positions) is the readable reference the tests compare against. Rotary positions come
+as a :class:`~kexue.nn.rope.Rotary` built once per forward pass by
+:class:`~kexue.nn.RoPE`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.nn.masks import causal_mask
-from kexue.nn.position import apply_rotary
+from kexue.nn.rope import Rotary
 
 SCALE_POLICIES = ("sqrt", "entropy")
 KVCache = tuple[Tensor, Tensor]  # keys (batch, heads, past, key_size), values (..., head_size)
-
-
-class RotaryAngles(NamedTuple):
-    """``cos, sin`` ``(batch, 1, seq, key_size)`` of :class:`~kexue.nn.RotaryEmbedding`."""
-
-    cos: Tensor
-    sin: Tensor
-    interleaved: bool = True
-
-    def rotate(self, x: Tensor) -> Tensor:  # (batch, heads, seq, key_size)
-        return apply_rotary(x, self.cos, self.sin, self.interleaved)
 
 
 def entropy_scale(n: Tensor, key_size: int, *, train_len: int = 512, min_n: int = 16) -> Tensor:
@@ -128,7 +118,7 @@ class MultiHeadAttention(nn.Module):
         attention_mask: Tensor | None = None,
         *,
         is_causal: bool = False,
-        rotary: RotaryAngles | None = None,
+        rotary: Rotary | None = None,
         attn_bias: Tensor | None = None,
         past_key_value: KVCache | None = None,
         use_cache: bool = False,
@@ -139,10 +129,10 @@ class MultiHeadAttention(nn.Module):
             attention_mask: boolean, True = may attend; ``(q, k)``, ``(batch, q, k)`` or
                 ``(batch, heads, q, k)``, any of them broadcastable (e.g. ``(batch, 1, k)``).
             is_causal: add the causal mask (bottom-right aligned with a cache).
-            rotary: RoPE angles for the new positions; keys are cached after rotation.
-                An object with ``rotate_query`` rotates (and scales) queries with it;
-                one with ``logits(q, k)`` builds the logits from unrotated q, k itself
-                (ReRoPE, see :class:`kexue.nn.RoPE`) on the explicit path.
+            rotary: RoPE for the new positions (a :class:`~kexue.nn.rope.Rotary` from
+                :class:`~kexue.nn.RoPE`): ``rotary.apply(q, k)`` rotates q and k (keys
+                are cached after rotation), or, when ``rotary.two_pass`` (ReRoPE),
+                ``rotary.logits(q, k)`` builds the logits on the explicit path.
             attn_bias: additive logit bias broadcastable to ``(batch, heads, q, k)``
                 (relative-position biases, ALiBi, ...), added after scaling.
             past_key_value: ``(keys, values)`` of earlier positions.
@@ -161,13 +151,11 @@ class MultiHeadAttention(nn.Module):
         q = q.view(b, t, h, self.key_size).transpose(1, 2)  # (b, h, t, ks)
         k = k.view(b, t, h, self.key_size).transpose(1, 2)  # (b, h, t, ks)
         v = v.view(b, t, h, self.head_size).transpose(1, 2)  # (b, h, t, hs)
-        # positions that shape the logits themselves (ReRoPE's two passes, kexue.nn.RoPE)
-        two_pass = getattr(rotary, "logits", None)
-        if rotary is not None and two_pass is None:
-            rotate_query = getattr(rotary, "rotate_query", rotary.rotate)  # e.g. log-n scaling
-            q, k = rotate_query(q), rotary.rotate(k)
+        two_pass = rotary is not None and rotary.two_pass  # ReRoPE: rotary builds the logits
+        if rotary is not None and not two_pass:
+            q, k = rotary.apply(q, k)
         if past_key_value is not None:
-            if two_pass is not None:
+            if two_pass:
                 raise ValueError("two-pass positions (ReRoPE) do not support a KV cache here")
             pk, pv = past_key_value
             if pk.shape[:2] != (b, h) or pk.shape[-1] != self.key_size:
@@ -185,12 +173,12 @@ class MultiHeadAttention(nn.Module):
             mask = causal if mask is None else mask & causal
         scale = self._scale(mask, causal_fast, t, s, x.device)  # float or (b|1, h|1, t|1, 1)
 
-        if self.use_sdpa and not self.talking_heads and two_pass is None:
+        if self.use_sdpa and not self.talking_heads and not two_pass:
             y = self._sdpa(q, k, v, mask, causal_fast, scale, attn_bias)
         else:
             if causal_fast:
                 mask = causal_mask(t, s, device=x.device)
-            y = self._explicit(q, k, v, mask, scale, attn_bias, two_pass)
+            y = self._explicit(q, k, v, mask, scale, attn_bias, rotary if two_pass else None, is_causal)
         y = y.transpose(1, 2).reshape(b, t, h * self.head_size)  # (b, t, h*hs)
         return self.out(y), present
 
@@ -245,9 +233,10 @@ class MultiHeadAttention(nn.Module):
         )
         return y[..., :dv]
 
-    def _explicit(self, q, k, v, mask, scale, attn_bias, qk=None) -> Tensor:
+    def _explicit(self, q, k, v, mask, scale, attn_bias, rotary=None, is_causal=False) -> Tensor:
         scale = scale.to(q.dtype) if isinstance(scale, Tensor) else scale
-        logits = (q @ k.transpose(-1, -2) if qk is None else qk(q, k)) * scale  # (b, h, t, s)
+        qk = q @ k.transpose(-1, -2) if rotary is None else rotary.logits(q, k, causal=is_causal)
+        logits = qk * scale  # (b, h, t, s)
         if attn_bias is not None:
             logits = logits + attn_bias
         if self.talking_heads:

@@ -1,4 +1,4 @@
-"""Attention masks: padding, causal (LM), UniLM seq2seq and permutation LM.
+"""Attention masks: padding, causal (LM), sliding window, UniLM seq2seq and permutation LM.
 
 From 从语言模型到Seq2Seq：Transformer如戏，全靠Mask (2019-09-18,
 https://kexue.fm/archives/6933): one Transformer becomes a bidirectional encoder,
@@ -50,6 +50,23 @@ def causal_mask(
     i = torch.arange(k_len - q_len, k_len, device=device)[:, None]
     j = torch.arange(k_len, device=device)[None, :]
     return j <= i
+
+
+def window_mask(seq_len: int, window: int, *, sink: int = 0, device=None) -> Tensor:
+    """Causal sliding-window mask ``(seq, seq)``: query ``i`` sees key ``j`` iff
+    ``0 <= i - j < window`` or ``j < sink``.
+
+    Local attention as the baseline of Transformer升级之路：16、"复盘"长度外推技术
+    (2024-01-26, https://kexue.fm/archives/9948); ``sink > 0`` keeps the first tokens
+    visible (the Λ-shaped mask of LM-Infinite, StreamingLLM's attention sinks).
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    if seq_len <= 0 or sink < 0:
+        raise ValueError(f"window_mask needs seq_len > 0 and sink >= 0, got {seq_len}, {sink}")
+    i = torch.arange(seq_len, device=device)[:, None]
+    j = torch.arange(seq_len, device=device)[None, :]
+    return (j <= i) & ((i - j < window) | (j < sink))
 
 
 def unilm_mask(segment_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kexue.nn.attention import KVCache, MultiHeadAttention, RotaryAngles
+from kexue.nn.attention import KVCache, MultiHeadAttention
+from kexue.nn.rope import Rotary
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,  # exact (erf), BERT
@@ -89,7 +90,7 @@ class TransformerBlock(nn.Module):
         x: Tensor,
         attention_mask: Tensor | None = None,
         is_causal: bool = False,
-        rotary: RotaryAngles | None = None,
+        rotary: Rotary | None = None,
         attn_bias: Tensor | None = None,
         past_key_value: KVCache | None = None,
         use_cache: bool = False,
@@ -124,7 +125,7 @@ class Transformer(nn.Module):
         attention_mask: Tensor | None = None,
         *,
         is_causal: bool = False,
-        rotary: RotaryAngles | None = None,
+        rotary: Rotary | None = None,
         attn_bias: Tensor | None = None,
         past_key_values: tuple[KVCache, ...] | None = None,
         use_cache: bool = False,

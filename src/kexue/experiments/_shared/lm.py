@@ -1,12 +1,12 @@
 """Train a small RoPE language model once, evaluate it under many inference-time options.
 
 Shared by the length-extrapolation (T14), entropy-scale (T32) and key-size (T6)
-experiments: a character corpus split into train/validation ids, a pre-LN
-Transformer LM built from :mod:`kexue.nn` whose positions come from a swappable
-:class:`kexue.nn.RoPE`, training through :func:`kexue.train.fit` with the weights
-cached in ``ctx.cache_dir`` (keyed by corpus, config, length, steps and seed), and an
-evaluation of many ``(RoPE variant, attention mask)`` options at many lengths on the
-same target tokens (post 9708's protocol: a window of length ``L`` ends at a fixed
+experiments: a character corpus split into train/validation ids, the model
+(:class:`kexue.models.GPT2` with ``position_embedding_type="rope"``, built from an
+:class:`LMConfig` by :func:`build_lm`), training through :func:`kexue.train.fit` with the
+weights cached in ``ctx.cache_dir`` (keyed by corpus, config, length, steps and seed),
+and an evaluation of many ``(RoPE variant, attention mask)`` options at many lengths on
+the same target tokens (post 9708's protocol: a window of length ``L`` ends at a fixed
 position and only its last ``L_train`` tokens are scored, so a longer context can only
 help if the model uses it).
 """
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from kexue.nn import RoPE, Transformer
+from kexue.models import GPT2, GPT2Config
+from kexue.nn import RoPE
 
 CORPORA = ("tinyshakespeare", "tang")
 DATASET_OF = {"tinyshakespeare": "tinyshakespeare", "tang": "chinese-poetry-tang"}
@@ -90,40 +91,34 @@ class LMConfig:
     head_size: int | None = None
     talking_heads: bool = False
     scale: str = "sqrt"  # "sqrt" or "entropy"
-    causal: bool = True  # False: bidirectional (MLM)
     intermediate: int | None = None  # feed-forward size, default 4 * hidden
 
 
-class RoPELM(nn.Module):
-    """Pre-LN Transformer with RoPE in every layer and a tied output head.
+def build_lm(config: LMConfig, seed: int) -> GPT2:
+    """A pre-LN RoPE Transformer with a tied output head: :class:`kexue.models.GPT2` with
+    rotary positions, exact GELU and no dropout.
 
-    ``forward(ids, rope=..., attention_mask=...)`` takes another :class:`kexue.nn.RoPE`
-    (an extrapolation variant) and a boolean ``(seq, seq)`` mask (e.g. a window) at
-    inference time, without retraining.
+    Initialised as the experiments always were: PyTorch's default for the linear layers
+    (uniform in ``±1/√fan_in``) and ``N(0, 0.02)`` for the token embeddings (GPT-2's own
+    init draws ``N(0, 0.02)`` everywhere). The draws are made in the order of the model
+    the experiments used before GPT2 had RoPE, so a seed gives the same weights and the
+    reported numbers stay reproducible.
     """
-
-    def __init__(self, config: LMConfig):
-        super().__init__()
-        self.config = config
-        c = config
-        key_size = c.key_size or (c.head_size or c.hidden // c.heads)
-        self.key_size = key_size
-        self.embed = nn.Embedding(c.vocab_size, c.hidden)
-        self.body = Transformer(c.layers, c.hidden, c.heads, c.intermediate or 4 * c.hidden, norm="pre",
-                                layer_norm_eps=1e-5, attention={
-                                    "key_size": c.key_size, "head_size": c.head_size,
-                                    "talking_heads": c.talking_heads, "scale": c.scale})
-        self.ln = nn.LayerNorm(c.hidden)
-        self.rope = RoPE(key_size)
-        nn.init.normal_(self.embed.weight, std=0.02)
-
-    def forward(self, ids: Tensor, *, rope: RoPE | None = None,
-                attention_mask: Tensor | None = None) -> Tensor:
-        """``ids`` ``(batch, seq)`` -> logits ``(batch, seq, vocab)``."""
-        x = self.embed(ids)  # (batch, seq, hidden)
-        rotary = (rope or self.rope)(torch.arange(ids.shape[1], device=ids.device), x.dtype)
-        x, _, _ = self.body(x, attention_mask, is_causal=self.config.causal, rotary=rotary)
-        return self.ln(x) @ self.embed.weight.T
+    c = config
+    model = GPT2(GPT2Config(
+        vocab_size=c.vocab_size, hidden_size=c.hidden, num_hidden_layers=c.layers,
+        num_attention_heads=c.heads, intermediate_size=c.intermediate, hidden_act="gelu",
+        hidden_dropout_prob=0.0, embedding_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        position_embedding_type="rope", bos_token_id=None, eos_token_id=None,
+        attention={"key_size": c.key_size, "head_size": c.head_size,
+                   "talking_heads": c.talking_heads, "scale": c.scale}))
+    torch.manual_seed(seed)
+    model.wte.reset_parameters()  # a N(0, 1) draw, replaced below
+    for module in model.blocks.modules():
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()
+    nn.init.normal_(model.wte.weight, std=0.02)
+    return model
 
 
 def training_windows(ids: Tensor, length: int, stride: int | None = None) -> Tensor:
@@ -135,7 +130,7 @@ def training_windows(ids: Tensor, length: int, stride: int | None = None) -> Ten
     return ids[starts[:, None] + torch.arange(length + 1)]  # (n, length + 1)
 
 
-def lm_loss(model: RoPELM, batch) -> Tensor:
+def lm_loss(model: GPT2, batch) -> Tensor:
     x = batch[0]
     return F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
 
@@ -155,15 +150,15 @@ def mask_tokens(ids: Tensor, mask_id: int, vocab_size: int,
 
 def train_cached(config: LMConfig, windows: Tensor, *, steps: int, seed: int, cache_dir: Path,
                  tag: str, loss_fn: Callable = lm_loss, batch_size: int = 32,
-                 lr: float = 2e-3, log: Callable[[str], None] = print) -> RoPELM:
-    """Train :class:`RoPELM` on ``windows`` (or load it from ``cache_dir``)."""
+                 lr: float = 2e-3, log: Callable[[str], None] = print) -> GPT2:
+    """Train :func:`build_lm`'s model on ``windows`` (or load it from ``cache_dir``)."""
     from kexue.train import TrainConfig, fit
 
-    key = json.dumps({"tag": tag, "config": asdict(config), "steps": steps, "seed": seed,
-                      "batch": batch_size, "lr": lr, "windows": list(windows.shape)}, sort_keys=True)
+    key = json.dumps({"model": "GPT2-rope", "tag": tag, "config": asdict(config), "steps": steps,
+                      "seed": seed, "batch": batch_size, "lr": lr, "windows": list(windows.shape)},
+                     sort_keys=True)
     path = Path(cache_dir) / f"lm-{tag}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
-    torch.manual_seed(seed)
-    model = RoPELM(config)
+    model = build_lm(config, seed)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         log(f"loaded cached weights {path.name}")
@@ -184,17 +179,19 @@ def eval_ends(val: Tensor, max_length: int, count: int) -> list[int]:
 
 
 @torch.no_grad()
-def tail_loss(model: RoPELM, val: Tensor, ends: list[int], length: int, last: int, *,
+def tail_loss(model: GPT2, val: Tensor, ends: list[int], length: int, last: int, *,
               rope: RoPE | None = None, attention_mask: Tensor | None = None,
               batch_size: int = 8) -> float:
     """Mean next-token loss (nats) over the last ``last`` targets of windows of
-    ``length`` inputs ending at each of ``ends`` (target ``val[e]`` for input up to ``e-1``)."""
+    ``length`` inputs ending at each of ``ends`` (target ``val[e]`` for input up to ``e-1``),
+    with ``rope`` instead of the model's own and a boolean ``(length, length)`` mask."""
     if last > length:
         raise ValueError(f"last ({last}) must be <= length ({length})")
+    mask = None if attention_mask is None else attention_mask[None]  # (1, length, length)
     total, count = 0.0, 0
     for i in range(0, len(ends), batch_size):
         rows = torch.stack([val[e - length: e + 1] for e in ends[i:i + batch_size]])
-        logits = model(rows[:, :-1], rope=rope, attention_mask=attention_mask)[:, -last:]
+        logits = model(rows[:, :-1], rope=rope, attention_mask=mask)[:, -last:]
         loss = F.cross_entropy(logits.flatten(0, 1), rows[:, -last:].flatten(), reduction="sum")
         total, count = total + float(loss), count + rows.shape[0] * last
     return total / count
@@ -209,7 +206,7 @@ class Variant:
     mask: Callable[[int], Tensor | None] = lambda n: None
 
 
-def evaluate_variants(model: RoPELM, val: Tensor, variants: list[Variant], lengths: list[int],
+def evaluate_variants(model: GPT2, val: Tensor, variants: list[Variant], lengths: list[int],
                       last: int, count: int) -> dict[str, dict[int, float]]:
     """``{variant: {length: tail loss}}`` on the same targets for every length."""
     ends = eval_ends(val, max(lengths), count)
