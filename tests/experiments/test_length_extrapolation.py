@@ -12,7 +12,6 @@ from kexue.experiments._shared.lm import (
     encode_chars,
     eval_ends,
     evaluate_variants,
-    mask_tokens,
     tail_loss,
     train_cached,
     training_windows,
@@ -33,16 +32,6 @@ def test_training_windows_are_consecutive_slices():
     assert w[1].tolist() == list(range(3, 10)) and w[-1].tolist() == list(range(12, 19))
     with pytest.raises(ValueError, match="need at least 7 ids"):
         training_windows(torch.arange(5), 6)
-
-
-def test_mask_tokens_targets_only_masked_positions():
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, 50, (64, 64), generator=g)
-    inputs, targets = mask_tokens(ids, 51, 52, g)
-    picked = targets != -100
-    assert 0.12 < picked.float().mean() < 0.18
-    assert torch.equal(targets[picked], ids[picked]) and torch.equal(inputs[~picked], ids[~picked])
-    assert 0.7 < (inputs[picked] == 51).float().mean() < 0.9
 
 
 @pytest.fixture(scope="module")

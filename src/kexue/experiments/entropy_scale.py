@@ -22,12 +22,12 @@ import math
 
 import torch
 
+from kexue.data import mask_tokens
 from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
 from kexue.experiments._shared.lm import (
     LMConfig,
     load_corpus,
-    mask_tokens,
     train_cached,
     training_windows,
 )
@@ -69,7 +69,8 @@ def mlm_accuracy(model, val: torch.Tensor, length: int, tokens: int, mask_id: in
     if tokens < length or len(val) < tokens:
         raise ValueError(f"need length ({length}) <= tokens ({tokens}) <= len(val) ({len(val)})")
     stretch = val[: tokens - tokens % length]
-    inputs, targets = mask_tokens(stretch[None], mask_id, vocab_size, torch.Generator().manual_seed(seed))
+    inputs, targets = mask_tokens(stretch[None], mask_id, mask_id, torch.Generator().manual_seed(seed),
+                                  num_special=1)
     inputs, targets = inputs.view(-1, length), targets.view(-1, length)
     correct = total = 0
     for i in range(0, len(inputs), batch_size):
@@ -100,8 +101,6 @@ class EntropyScale(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        if torch.get_num_threads() > 2:
-            torch.set_num_threads(2)
         lengths = ctx.pick(LENGTHS, LENGTHS, smoke=(16, 32))
         corpus = load_corpus("tang", max_chars=ctx.pick(1_200_000, None, smoke=60_000),
                              max_vocab=ctx.pick(1500, 4000, smoke=300))
@@ -111,7 +110,8 @@ class EntropyScale(Experiment):
         metrics: dict[str, float] = {}
 
         def mlm_loss(model, batch):
-            inputs, targets = mask_tokens(batch[0], corpus.mask_id, corpus.vocab_size)
+            # id 0 (unknown) is never a target; replacements never draw [MASK] (the last id)
+            inputs, targets = mask_tokens(batch[0], corpus.mask_id, corpus.mask_id, num_special=1)
             logits = model(inputs, is_causal=False)
             return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
                                                      ignore_index=-100)

@@ -102,8 +102,6 @@ class KeySizeTalkingHeads(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        if torch.get_num_threads() > 2:
-            torch.set_num_threads(2)
         length = ctx.pick(64, 128, smoke=16)
         corpus = load_corpus("tinyshakespeare", max_chars=ctx.pick(None, None, smoke=60_000))
         windows = training_windows(corpus.train, length)

@@ -20,8 +20,6 @@ scale is ``s = L_test / 128`` for every length (the "dynamic" reading).
 
 from __future__ import annotations
 
-import torch
-
 from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
 from kexue.experiments._shared.lm import (
@@ -96,8 +94,6 @@ class LengthExtrapolation(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        if torch.get_num_threads() > 2:
-            torch.set_num_threads(2)
         lengths = ctx.pick(LENGTHS, LENGTHS, smoke=(32, 64))
         train_length = lengths[0]
         hidden = ctx.pick(64, 128, smoke=32)

@@ -135,19 +135,6 @@ def lm_loss(model: GPT2, batch) -> Tensor:
     return F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
 
 
-def mask_tokens(ids: Tensor, mask_id: int, vocab_size: int,
-                generator: torch.Generator | None = None, rate: float = 0.15) -> tuple[Tensor, Tensor]:
-    """BERT masking: ``rate`` of positions are targets; of those 80% -> [MASK], 10% -> a
-    random id, 10% kept. Returns ``(inputs, targets)`` with -100 off target."""
-    pick = torch.rand(ids.shape, generator=generator) < rate
-    r = torch.rand(ids.shape, generator=generator)
-    inputs = ids.clone()
-    inputs[pick & (r < 0.8)] = mask_id
-    rand = pick & (r >= 0.8) & (r < 0.9)
-    inputs[rand] = torch.randint(1, vocab_size - 1, (int(rand.sum()),), generator=generator)
-    return inputs, torch.where(pick, ids, torch.full_like(ids, -100))
-
-
 def train_cached(config: LMConfig, windows: Tensor, *, steps: int, seed: int, cache_dir: Path,
                  tag: str, loss_fn: Callable = lm_loss, batch_size: int = 32,
                  lr: float = 2e-3, log: Callable[[str], None] = print) -> GPT2:
