@@ -190,37 +190,6 @@ def test_unilm_loss_equals_direct_computation():
         unilm_loss(logits, ids, seg[:, :5])
 
 
-def _greedy_without_cache(model, source, eos, steps):
-    ids = source.clone()
-    seg = torch.zeros_like(ids)
-    out = []
-    for _ in range(steps):
-        mask = unilm_mask(seg)
-        with torch.no_grad():
-            logits = model(ids, mask, seg).logits
-        nxt = logits[:, -1].argmax(-1)
-        out.append(int(nxt))
-        if int(nxt) == eos:
-            break
-        ids = torch.cat([ids, nxt[:, None]], 1)
-        seg = torch.cat([seg, torch.ones(1, 1, dtype=torch.long)], 1)
-    return out
-
-
-@pytest.mark.parametrize("scale", ["sqrt", "entropy"])
-def test_generate_seq2seq_cache_equals_full_recompute(scale):
-    torch.manual_seed(3)
-    model = _small(mlm=True, attention={"scale": scale}).eval()
-    src = torch.tensor([[1, 7, 8, 9, 2], [1, 5, 6, 2, 0]])
-    am = torch.tensor([[1] * 5, [1, 1, 1, 1, 0]])
-    eos = 2
-    got = model.generate_seq2seq(src, 8, eos, attention_mask=am)
-    for b in range(2):
-        ref = _greedy_without_cache(model, src[b : b + 1, : int(am[b].sum())], eos, 8)
-        assert got[b, : len(ref)].tolist() == ref
-        assert (got[b, len(ref) :] == model.config.pad_token_id).all()
-
-
 def test_bad_input(tmp_path, minilm_path):
     model = _small()
     with pytest.raises(ValueError, match=r"integer \(batch, seq\)"):

@@ -5,6 +5,7 @@ where it comes from, :func:`path` finds a file under ``$KEXUE_DATA``, the shippe
 ``data/`` folder or ``../shared/data``, and the ``load_*`` readers return plain lists.
 """
 
+from kexue.data.cpm import CPMTokenizer
 from kexue.data.pretrained import minilm_path
 from kexue.data.readers import (
     load_cmrc2018,
@@ -36,6 +37,7 @@ from kexue.data.tokenizers import CharTokenizer, WordPieceTokenizer
 
 __all__ = [
     "DATASETS",
+    "CPMTokenizer",
     "CharTokenizer",
     "DataSet",
     "WordPieceTokenizer",

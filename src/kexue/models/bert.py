@@ -191,20 +191,6 @@ class Bert(nn.Module):
         logits = self.mlm(x, self.embeddings.word.weight) if self.mlm is not None else None
         return BertOutput(x, pooled, hidden, logits, presents)
 
-    # ------------------------------------------------------------------ seq2seq
-
-    def generate_seq2seq(
-        self,
-        source_ids: Tensor,
-        max_new_tokens: int,
-        eos_token_id: int,
-        attention_mask: Tensor | None = None,
-    ) -> Tensor:
-        """Greedy UniLM decoding, see :func:`kexue.models.unilm.unilm_generate`."""
-        from kexue.models.unilm import unilm_generate
-
-        return unilm_generate(self, source_ids, max_new_tokens, eos_token_id, attention_mask)
-
     # ------------------------------------------------------------------ checkpoints
 
     @classmethod
