@@ -1,6 +1,8 @@
 """Generation: decoding for any model that gives next-token logits (greedy, sampling,
-beam search, KV cache, logits processors)."""
+beam search, KV cache, logits processors), prefix-tree constrained decoding
+(kexue.fm/archives/8802) and MCMC constrained generation (8062, 8084, 8119, 8194)."""
 
+from kexue.generate import mcmc
 from kexue.generate.adapters import CausalLM, UniLM
 from kexue.generate.decoding import (
     Constraint,
@@ -9,13 +11,20 @@ from kexue.generate.decoding import (
     filter_logits,
     generate,
 )
+from kexue.generate.mcmc import CGMH
+from kexue.generate.trie import Lookahead, Trie, lcs_length
 
 __all__ = [
+    "CGMH",
     "CausalLM",
     "Constraint",
     "LogitsProcessor",
+    "Lookahead",
     "NextTokenModel",
+    "Trie",
     "UniLM",
     "filter_logits",
     "generate",
+    "lcs_length",
+    "mcmc",
 ]
