@@ -12,6 +12,7 @@ from kexue.generate.decoding import (
     generate,
 )
 from kexue.generate.mcmc import CGMH
+from kexue.generate.metrics import corpus_bleu, rouge_l
 from kexue.generate.trie import Lookahead, Trie, lcs_length
 
 __all__ = [
@@ -23,8 +24,10 @@ __all__ = [
     "NextTokenModel",
     "Trie",
     "UniLM",
+    "corpus_bleu",
     "filter_logits",
     "generate",
     "lcs_length",
     "mcmc",
+    "rouge_l",
 ]
