@@ -20,34 +20,41 @@ def toy_mlm():
     return mlm
 
 
-STATES = [s for n in range(1, MAX_LEN + 1) for s in itertools.product(TOKENS, repeat=n)]
-OFFSET = torch.tensor([0, 0, 3, 12])  # states of shorter lengths come first
+def states(max_len):
+    return [s for n in range(1, max_len + 1) for s in itertools.product(TOKENS, repeat=n)]
+
+
+STATES = states(MAX_LEN)
 
 
 def codes(ids, lengths):
-    """Index of each sequence in STATES order (by length, then base-3 digits, first slowest)."""
-    digits = (ids[:, :MAX_LEN] - 2).clamp(min=0)
-    place = 3 ** (lengths[:, None] - 1 - torch.arange(MAX_LEN)).clamp(min=0)
-    return (digits * place * (torch.arange(MAX_LEN) < lengths[:, None])).sum(1) + OFFSET[lengths]
+    """Index of each sequence in ``states()`` order (by length, then base-3 digits)."""
+    width = ids.shape[1]
+    offset = torch.tensor([0] + [sum(3**k for k in range(1, n)) for n in range(1, width + 1)])
+    digits = (ids - 2).clamp(min=0)
+    place = 3 ** (lengths[:, None] - 1 - torch.arange(width)).clamp(min=0)
+    return (digits * place * (torch.arange(width) < lengths[:, None])).sum(1) + offset[lengths]
 
 
-def toy_score(seed=1):
-    """A random log ρ over the 39 sequences."""
-    table = torch.randn(len(STATES), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+def toy_score(seed=1, max_len=MAX_LEN):
+    """A random log ρ over all sequences up to ``max_len``."""
+    n = len(states(max_len))
+    table = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return (lambda ids, lengths: table[codes(ids, lengths)]), table
 
 
-def sampler(score, **kw):
+def sampler(score, max_len=MAX_LEN, **kw):
     return CGMH(toy_mlm(), score, mask_token_id=MASK, pad_token_id=PAD, min_length=1,
-                max_length=MAX_LEN, **kw)
+                max_length=max_len, **kw)
 
 
-def one_step_kernel(cgmh, starts, protected, reps, key):
+def one_step_kernel(cgmh, starts, protected, reps, key, glued=None):
     """Empirical one-step transition matrix: ``reps`` chains from every start state."""
     seqs = [list(s) for s in starts for _ in range(reps)]
     prot = [list(p) for p in protected for _ in range(reps)]
+    join = None if glued is None else [list(g) for g in glued for _ in range(reps)]
     before = torch.arange(len(starts)).repeat_interleave(reps)
-    chains, _, _ = cgmh.step(cgmh.init(seqs, prot), generator=torch.Generator().manual_seed(0))
+    chains, _, _ = cgmh.step(cgmh.init(seqs, prot, join), generator=torch.Generator().manual_seed(0))
     after = key(chains)
     kernel = torch.zeros(len(starts), len(starts), dtype=torch.float64)
     kernel.index_put_((before, after), torch.full((len(seqs),), 1.0 / reps, dtype=torch.float64),
@@ -92,6 +99,50 @@ def test_keywords_stay_and_rho_stays_stationary_over_free_tokens(one_thread):
     flow = pi[:, None] * kernel
     assert (flow - flow.T).abs().max() < 0.006
     assert 0.5 * (pi @ kernel - pi).abs().sum() < 0.02
+
+
+def test_a_glued_keyword_stays_whole(one_thread):
+    """The keyword "2 3" (two glued, protected tokens): nothing is inserted between them.
+    States are (sentence, keyword position), lengths 2..4; ρ stays stationary."""
+    score, table = toy_score(seed=4, max_len=4)
+    all_states = states(4)
+    kw_states = [(s, k) for s in all_states for k in range(len(s) - 1) if s[k: k + 2] == (2, 3)]
+    index = {st: i for i, st in enumerate(kw_states)}
+    pi = table[[all_states.index(s) for s, _ in kw_states]].softmax(0)
+
+    def key(c):
+        k = c.protected.long().argmax(dim=1)
+        assert bool((c.protected.sum(1) == 2).all()) and bool((c.glued.sum(1) == 1).all())
+        assert bool((c.glued.long().argmax(dim=1) == k + 1).all())  # still side by side
+        return torch.tensor([index[(tuple(t), int(j))] for t, j in zip(c.texts(), k)])
+
+    protected = [[k <= i <= k + 1 for i in range(len(s))] for s, k in kw_states]
+    glued = [[i == k + 1 for i in range(len(s))] for s, k in kw_states]
+    kernel = one_step_kernel(sampler(score, max_len=4), [s for s, _ in kw_states], protected, 300,
+                             key, glued)
+    flow = pi[:, None] * kernel
+    assert (flow - flow.T).abs().max() < 0.006
+    assert 0.5 * (pi @ kernel - pi).abs().sum() < 0.03
+
+
+def test_keywords_from_text():
+    class Chars:
+        unk_token_id = 1
+
+        def encode(self, text):
+            return [ord(c) - 95 if "a" <= c <= "c" else 1 for c in text]  # a, b, c -> 2, 3, 4
+
+    score, _ = toy_score(max_len=4)
+    cgmh = sampler(score, max_len=4)
+    chains = cgmh.init_keywords([["ab", "c"], ["b"]], Chars())
+    assert chains.texts() == [[2, 3, 4], [3]]
+    assert chains.glued[0, :3].tolist() == [False, True, False] and bool(chains.protected[0, :3].all())
+    with pytest.raises(ValueError, match=r"keywords\[0\] holds 'ax', which the tokenizer cannot represent"):
+        cgmh.init_keywords([["ax"]], Chars())
+    with pytest.raises(ValueError, match=r"keywords\[1\] holds ''"):
+        cgmh.init_keywords([["a"], [""]], Chars())
+    with pytest.raises(ValueError, match=r"keywords\[0\] is empty"):
+        cgmh.init_keywords([[]], Chars())
 
 
 def test_annealing_concentrates_on_the_maximum(one_thread):

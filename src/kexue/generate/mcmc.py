@@ -15,7 +15,7 @@ step from sentence ``x`` of length ``l``:
    over the ones possible at ``x``: no insert at ``max_length``, no delete at
    ``min_length``, no replace / delete when every position is a protected keyword);
 2. pick a position: one of the ``m(x)`` unprotected tokens (replace, delete) or one of
-   the ``l + 1`` slots (insert);
+   the ``s(x)`` insertion slots (the ``l + 1`` gaps, minus those inside a keyword);
 3. the masked LM reads the context ``z`` — ``x`` with ``[MASK]`` at the position
    (replace, delete) or inserted at the slot (insert) — and gives
    ``q(· | z)`` (optionally its ``top_k``); replace and insert draw the new token from it;
@@ -23,12 +23,12 @@ step from sentence ``x`` of length ``l``:
 
        A = (ρ(y) / ρ(x))^(1/τ) · q(x ← y) / q(y ← x)
        q_replace(y ← x) = P_rep(x) / m(x) · q(y_i | z)       reverse: the same with x_i
-       q_insert(y ← x)  = P_ins(x) / (l + 1) · q(y_i | z)    reverse: P_del(y) / m(y)
-       q_delete(y ← x)  = P_del(x) / m(x)                     reverse: P_ins(y) / l · q(x_i | z)
+       q_insert(y ← x)  = P_ins(x) / s(x) · q(y_i | z)       reverse: P_del(y) / m(y)
+       q_delete(y ← x)  = P_del(x) / m(x)                     reverse: P_ins(y) / s(y) · q(x_i | z)
 
    (the reverse of a delete re-inserts ``x_i`` into ``y`` at the same slot, whose context
-   is again ``z``). Protected keyword positions are never replaced or deleted, so every
-   state keeps the keywords (``χ = 1`` throughout). With ``τ = 1`` the chain's stationary
+   is again ``z``). Protected keyword tokens are never replaced or deleted and nothing is
+   inserted inside a keyword, so every state keeps the keywords (``χ = 1`` throughout). With ``τ = 1`` the chain's stationary
    distribution is ``ρ`` normalised (detailed balance); lowering ``τ`` (simulated
    annealing) concentrates it on the maximum of ``ρ``.
 
@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -56,11 +57,14 @@ Score = Callable[[Tensor, Tensor], Tensor]  # (ids (n, L), lengths (n,)) -> log 
 @dataclass
 class Chains:
     """A batch of MCMC states: ``ids`` ``(n, max_length)`` (padding after ``lengths``),
-    ``protected`` ``(n, max_length)`` keyword positions, and ``log_score`` = log ρ."""
+    ``protected`` ``(n, max_length)`` keyword tokens, ``glued`` ``(n, max_length)`` tokens
+    joined to the one before them (no insertion between: the inside of a keyword), and
+    ``log_score`` = log ρ ``(n,)``."""
 
     ids: Tensor
     lengths: Tensor
     protected: Tensor
+    glued: Tensor
     log_score: Tensor
 
     def texts(self) -> list[list[int]]:
@@ -111,9 +115,9 @@ class CGMH:
     # ------------------------------------------------------------------ states
 
     def init(self, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]] | None = None,
-             vocab_size: int | None = None) -> Chains:
+             glued: Sequence[Sequence[bool]] | None = None, vocab_size: int | None = None) -> Chains:
         """Chains starting at ``sequences`` (e.g. the keywords in order), with ``protected``
-        positions (default: all of them — the keywords)."""
+        tokens (default: all of them) and ``glued`` tokens (default: none)."""
         if len(sequences) == 0:
             raise ValueError("sequences must hold at least one starting sequence")
         width, pad = self.max_length, self.pad_token_id
@@ -122,10 +126,14 @@ class CGMH:
                 raise ValueError(f"sequences[{i}] has length {len(seq)}, expected "
                                  f"{self.min_length}..{width}")
         keep = [[True] * len(s) for s in sequences] if protected is None else protected
+        joined = [[False] * len(s) for s in sequences] if glued is None else glued
         ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in sequences], dtype=torch.long)
-        mask = torch.tensor([list(map(bool, k)) + [False] * (width - len(k)) for k in keep])
-        if mask.shape != ids.shape:
-            raise ValueError("protected must give one flag per token of each sequence")
+        mask, join = (torch.tensor([list(map(bool, k)) + [False] * (width - len(k)) for k in flags])
+                      for flags in (keep, joined))
+        if mask.shape != ids.shape or join.shape != ids.shape:
+            raise ValueError("protected and glued must give one flag per token of each sequence")
+        if bool((join & ~mask).any()) or bool(join[:, 0].any()):
+            raise ValueError("glued tokens must be protected and follow another token")
         stuck = (mask.sum(dim=1) == width).nonzero()
         if len(stuck):
             raise ValueError(f"sequences[{int(stuck[0])}] is all protected at max_length {width}: "
@@ -134,8 +142,29 @@ class CGMH:
             raise ValueError(f"sequences must hold ids in [0, {vocab_size}), got "
                              f"[{int(ids.min())}, {int(ids.max())}]")
         lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-        return Chains(ids, lengths, mask, self.score(ids, lengths).double())
+        return Chains(ids, lengths, mask, join, self.score(ids, lengths).double())
 
+    def init_keywords(self, keywords: Sequence[Sequence[str]], tokenizer) -> Chains:
+        """Chains starting at each keyword set written in order (CGMH's start), every
+        keyword protected and its tokens glued. ``tokenizer.encode(text) -> ids``; a keyword
+        it cannot represent (empty, or holding ``tokenizer.unk_token_id``) raises."""
+        sequences, protected, glued = [], [], []
+        unk = tokenizer.unk_token_id
+        for i, words in enumerate(keywords):
+            if len(words) == 0:
+                raise ValueError(f"keywords[{i}] is empty: give at least one keyword per chain")
+            seq, join = [], []
+            for word in words:
+                ids = list(tokenizer.encode(word)) if isinstance(word, str) and word else []
+                if not ids or unk in ids:
+                    raise ValueError(f"keywords[{i}] holds {word!r}, which the tokenizer cannot "
+                                     f"represent (ids {ids})")
+                seq += ids
+                join += [False] + [True] * (len(ids) - 1)
+            sequences.append(seq)
+            protected.append([True] * len(seq))
+            glued.append(join)
+        return self.init(sequences, protected, glued)
     def op_log_probs(self, lengths: Tensor, free: Tensor) -> Tensor:
         """``log P_op`` ``(n, 3)`` at states with ``lengths`` and ``free`` unprotected tokens."""
         possible = torch.stack([free >= 1, lengths < self.max_length,
@@ -151,7 +180,7 @@ class CGMH:
         """One MH step of every chain: ``(new chains, operation (n,), accepted (n,))``."""
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        ids, lengths, protected = chains.ids, chains.lengths, chains.protected
+        ids, lengths, protected, glued = chains.ids, chains.lengths, chains.protected, chains.glued
         n, width = ids.shape
         rows, col = torch.arange(n), torch.arange(width)
         real = col < lengths[:, None]
@@ -159,11 +188,12 @@ class CGMH:
         free = free_mask.sum(dim=1)
         op_logp = self.op_log_probs(lengths, free)  # (n, 3)
         op = torch.multinomial(op_logp.exp(), 1, generator=generator).squeeze(1)
-        # a position: an unprotected token (replace, delete) or a slot 0..l (insert)
+        # a position: an unprotected token (replace, delete) or an open slot (insert)
         uniform_free = (free_mask | (free == 0)[:, None]).double()
         at = torch.multinomial(uniform_free, 1, generator=generator).squeeze(1)
-        slots = (torch.arange(width + 1) <= lengths[:, None]).double()
-        slot = torch.multinomial(slots, 1, generator=generator).squeeze(1).clamp(max=width - 1)
+        open_slots = (torch.arange(width + 1) <= lengths[:, None]) & ~F.pad(glued, (0, 1))
+        slots = open_slots.sum(dim=1)  # s(x)
+        slot = torch.multinomial(open_slots.double(), 1, generator=generator).squeeze(1).clamp(max=width - 1)
         insert = op == INSERT
         pos = torch.where(insert, slot, at)
         # the masked LM's context z and its length
@@ -177,21 +207,21 @@ class CGMH:
         y = torch.where(op[:, None] == DELETE, _delete(ids, pos, self.pad_token_id), z)
         y[rows, pos] = torch.where(op == DELETE, y[rows, pos], token)
         y_len = lengths + insert.long() - (op == DELETE).long()
-        y_prot = torch.where(insert[:, None], _insert(protected, pos, False),
-                             torch.where(op[:, None] == DELETE, _delete(protected, pos, False), protected))
+        y_prot, y_glued = (torch.where(insert[:, None], _insert(flags, pos, False),
+                                       torch.where(op[:, None] == DELETE, _delete(flags, pos, False), flags))
+                           for flags in (protected, glued))
         y_free = free + insert.long() - (op == DELETE).long()
+        y_slots = slots + insert.long() - (op == DELETE).long()
         y_op_logp = self.op_log_probs(y_len, y_free)
-        fwd, rev = self._move_log_probs(op, op_logp, y_op_logp, lengths, y_len, free, y_free,
+        fwd, rev = self._move_log_probs(op, op_logp, y_op_logp, slots, y_slots, free, y_free,
                                         logq.gather(1, token[:, None]).squeeze(1),
                                         logq.gather(1, old[:, None]).squeeze(1))
         y_score = self.score(y, y_len).double()
         log_accept = (y_score - chains.log_score) / temperature + rev - fwd
         u = torch.rand(n, generator=generator, dtype=torch.float64)
         accepted = u.log() < log_accept
-        new = Chains(torch.where(accepted[:, None], y, ids), torch.where(accepted, y_len, lengths),
-                     torch.where(accepted[:, None], y_prot, protected),
-                     torch.where(accepted, y_score, chains.log_score))
-        return new, op, accepted
+        proposal = Chains(y, y_len, y_prot, y_glued, y_score)
+        return _where(accepted, proposal, chains), op, accepted
 
     def _proposal_log_probs(self, z: Tensor, z_len: Tensor, pos: Tensor) -> Tensor:
         """``log q(· | z)`` at ``pos``: the masked LM's distribution over allowed tokens."""
@@ -204,18 +234,18 @@ class CGMH:
         return logits.log_softmax(dim=-1)
 
     @staticmethod
-    def _move_log_probs(op, op_logp, y_op_logp, x_len, y_len, free, y_free, logq_new, logq_old):
+    def _move_log_probs(op, op_logp, y_op_logp, slots, y_slots, free, y_free, logq_new, logq_old):
         """``log q(y ← x)`` and ``log q(x ← y)`` of each chain's move (see module docstring)."""
         log_m_x, log_m_y = free.clamp(min=1).double().log(), y_free.clamp(min=1).double().log()
         fwd = torch.stack([
             op_logp[:, REPLACE] - log_m_x + logq_new,
-            op_logp[:, INSERT] - (x_len + 1).double().log() + logq_new,
+            op_logp[:, INSERT] - slots.double().log() + logq_new,
             op_logp[:, DELETE] - log_m_x,
         ], dim=1).gather(1, op[:, None]).squeeze(1)
         rev = torch.stack([  # the reverse moves: replace back, delete the insert, re-insert
             y_op_logp[:, REPLACE] - log_m_y + logq_old,
             y_op_logp[:, DELETE] - log_m_y,
-            y_op_logp[:, INSERT] - (y_len + 1).double().log() + logq_old,
+            y_op_logp[:, INSERT] - y_slots.double().log() + logq_old,
         ], dim=1).gather(1, op[:, None]).squeeze(1)
         return fwd, rev
 
@@ -248,10 +278,10 @@ class CGMH:
 
 
 def _where(cond: Tensor, a: Chains, b: Chains) -> Chains:
-    return replace(a, ids=torch.where(cond[:, None], a.ids, b.ids),
-                   lengths=torch.where(cond, a.lengths, b.lengths),
-                   protected=torch.where(cond[:, None], a.protected, b.protected),
-                   log_score=torch.where(cond, a.log_score, b.log_score))
+    """Per chain, ``a`` where ``cond`` else ``b``."""
+    def pick(x: Tensor, y: Tensor) -> Tensor:
+        return torch.where(cond.view(-1, *([1] * (x.dim() - 1))), x, y)
+    return Chains(**{f.name: pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(Chains)})
 
 
 def _insert(x: Tensor, pos: Tensor, value) -> Tensor:
