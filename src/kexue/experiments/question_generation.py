@@ -1,0 +1,172 @@
+"""T25 UniLM question-answer generation: passage -> answer -> question with one BERT.
+
+Post: 学会提问的BERT：端到端地从篇章中构建问答对 (2020-07-25,
+https://kexue.fm/archives/7630). One BERT with the UniLM mask reads
+``[CLS] passage [SEP]`` and writes ``answer [SEP] question [SEP]`` — the answer first,
+because "passage -> answer" and "passage + answer -> question" are easier than the
+reverse. Decoding: the answer by random sampling (top-p 0.95), then the question by
+deterministic search, so answers vary while questions stay on the passage. Here, on
+CMRC 2018 (dev as training set, trial as test set): how often a sampled answer is a
+span of the passage, and the BLEU-4 / ROUGE-L of the question written for the gold
+answer (beam search and top-p sampling) against the reference, beside a baseline that
+copies the sentence holding the answer.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from kexue.evidence import Check, Claim, Context, Experiment, Run, Stats, markdown_table, register
+from kexue.experiments._shared import seq2seq
+
+_SENTENCE = re.compile(r"[^。！？；!?;\n]*[。！？；!?;\n]?")
+
+
+def sentences(text: str) -> list[str]:
+    """Split after 。！？；!?; and newlines, keeping the delimiters."""
+    return [s for s in _SENTENCE.findall(text) if s]
+
+
+def window(context: str, answer: str, start: int, size: int) -> tuple[str, str] | None:
+    """The sentences around the answer, at most ``size`` characters, and the sentence that
+    holds the answer (the copy baseline); None if the answer is not found in the context."""
+    if start < 0 or context[start : start + len(answer)] != answer:
+        start = context.find(answer)
+    if not answer or start < 0:
+        return None
+    parts = sentences(context)
+    ends = [0]
+    for s in parts:
+        ends.append(ends[-1] + len(s))
+    k = max(i for i in range(len(parts)) if ends[i] <= start)
+    holder = parts[k]
+    if ends[k] + len(holder) < start + len(answer) or len(holder) > size:  # spans sentences / too long
+        lo = max(0, min(start - (size - len(answer)) // 2, len(context) - size))
+        return context[lo : lo + size], holder
+    lo, hi = k, k + 1
+    while True:  # grow by whole sentences, alternating right and left
+        grown = False
+        if hi < len(parts) and ends[hi + 1] - ends[lo] <= size:
+            hi, grown = hi + 1, True
+        if lo > 0 and ends[hi] - ends[lo - 1] <= size:
+            lo, grown = lo - 1, True
+        if not grown:
+            return context[ends[lo] : ends[hi]], holder
+
+
+def build(records: list[dict], size: int, max_answer: int, max_question: int) -> list[dict]:
+    out = []
+    for r in records:
+        answer, start = r["answers"][0], r["answer_starts"][0]
+        got = window(r["context"], answer, start, size)
+        if got is None or len(answer) > max_answer:
+            continue
+        passage, holder = got
+        if answer not in passage:
+            continue
+        out.append({"passage": passage, "answer": answer, "question": r["question"][:max_question],
+                    "sentence": holder})
+    return out
+
+
+@register
+class QuestionGeneration(Experiment):
+    name = "question-generation"
+    techniques = ("T25",)
+    datasets = ("cmrc2018",)
+    minutes = {"quick": 3, "full": 30}
+    claim = Claim(
+        post="学会提问的BERT：端到端地从篇章中构建问答对",
+        date="2020-07-25",
+        url="https://kexue.fm/archives/7630",
+        statement="A BERT with the UniLM mask generates question-answer pairs end to end from a "
+        "passage: a sampled answer, then a deterministic question.",
+        condition="On CMRC 2018 trial passages, >= 90% of sampled answers are spans of the passage, "
+        "and questions beam-decoded for the gold answer beat copying the answer's sentence on "
+        "BLEU-4, beyond seed noise.",
+        reported="Qualitative examples only (e.g. 世界第二高山峰叫什么名字? / 乔戈里峰); no metric.",
+        fidelity="substituted",
+        post_setting="Chinese BERT-base (reduced vocabulary) + UniLM, WebQA + SogouQA passages cut "
+        "to <= 126 characters, 100 epochs x 1000 steps of batch 32, Adam 1e-5; answer by top-p "
+        "0.95 sampling, question by beam search.",
+        our_setting="2-layer char UniLM (hidden 128) from scratch, trained 500 steps of batch 32 "
+        "on CMRC 2018 dev (passages cut to <= 64 characters around the answer); 200 trial "
+        "examples; answer by top-p 0.95, question by 3 beams and by top-p 0.95.",
+        substitution="No pretrained Chinese BERT is available here (MiniLM is an English "
+        "sentence encoder without an MLM head) and WebQA/SogouQA are not shipped, so a small "
+        "UniLM is trained from scratch on the 3k CMRC 2018 dev questions.",
+    )
+
+    def run(self, ctx: Context) -> Run:
+        from kexue.data import CharTokenizer, load_cmrc2018
+        from kexue.generate import UniLM, corpus_bleu, generate, rouge_l
+
+        size, a_len, q_len = ctx.pick(64, 126, smoke=48), 16, 32
+        train = build(load_cmrc2018("dev"), size, a_len, q_len)[: ctx.pick(None, None, smoke=200)]
+        test = build(load_cmrc2018("trial"), size, a_len, q_len)[: ctx.pick(200, None, smoke=16)]
+        tok = CharTokenizer.fit([r[k] for r in train for k in ("passage", "answer", "question")], min_count=2)
+        cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+        data = seq2seq.examples([tok.encode(r["passage"]) for r in train],
+                                [tok.encode(r["answer"]) + [sep] + tok.encode(r["question"]) for r in train],
+                                cls=cls, sep=sep, pad=pad)
+        torch.manual_seed(ctx.seed)
+        model = seq2seq.small_unilm(tok.vocab_size, size + a_len + q_len + 4, hidden=ctx.pick(128, 256, smoke=32))
+        steps = ctx.pick(500, 5000, smoke=10)
+        last_loss = seq2seq.train(model, data, steps=steps, batch_size=ctx.pick(32, 32, smoke=8), lr=2e-3,
+                                  seed=ctx.seed)
+        lm = UniLM(model)
+        g = torch.Generator().manual_seed(ctx.seed)
+        passages = [tok.encode(r["passage"]) for r in test]
+
+        # 1. answers: top-p 0.95 samples from [CLS] passage [SEP]
+        batch = seq2seq.prompts(passages, cls=cls, sep=sep, pad=pad)
+        ids = batch.pop("input_ids")
+        out = generate(lm, ids, a_len + 1, do_sample=True, top_p=0.95, generator=g,
+                       eos_token_id=sep, pad_token_id=pad, **batch)
+        answers = [seq2seq.until(row.tolist(), sep) for row in out]
+        answer_texts = [tok.decode(a) for a in answers]
+        in_passage = [bool(a) and a in r["passage"] for a, r in zip(answer_texts, test)]
+
+        # 2. questions for the gold answer: beam search and top-p sampling
+        def questions(answer_ids, **kw):
+            b = seq2seq.prompts(passages, [a + [sep] for a in answer_ids], cls=cls, sep=sep, pad=pad)
+            x = b.pop("input_ids")
+            rows = generate(lm, x, q_len + 1, eos_token_id=sep, pad_token_id=pad, **kw, **b)
+            return [tok.decode(seq2seq.until(r.tolist(), sep)) for r in rows]
+
+        gold = [tok.encode(r["answer"]) for r in test]
+        beam = questions(gold, num_beams=3)
+        top_p = questions(gold, do_sample=True, top_p=0.95, generator=g)
+        refs = [r["question"] for r in test]
+        metrics = {"answer_in_passage": 100.0 * sum(in_passage) / len(test),
+                   "answer_empty": 100.0 * sum(not a for a in answer_texts) / len(test),
+                   "train_loss": last_loss}
+        for name, hyps in (("beam", beam), ("top_p", top_p), ("copy", [r["sentence"] for r in test])):
+            metrics[f"{name}/bleu4"] = corpus_bleu([list(h) for h in hyps], [list(r) for r in refs])
+            metrics[f"{name}/rouge_l"] = sum(rouge_l([list(h) for h in hyps], [list(r) for r in refs])) / len(refs)
+
+        # 3. the post's pipeline on a few passages: sampled answer -> beam / top-p question
+        pipeline_beam = questions(answers[:4], num_beams=3)
+        pipeline_top_p = questions(answers[:4], do_sample=True, top_p=0.95, generator=g)
+        samples = [f"seed {ctx.seed}: {r['passage']} || sampled answer: {a} -> beam: {qb} / top-p: {qp} "
+                   f"|| gold: {r['answer']} -> {r['question']} (beam for gold answer: {b})"
+                   for r, a, qb, qp, b in zip(test, answer_texts, pipeline_beam, pipeline_top_p, beam)]
+        return Run(metrics, samples=samples, notes=[
+            (f"{len(train)} training and {len(test)} test examples (passages <= {size} characters), "
+            f"vocabulary {tok.vocab_size}; {steps} steps of batch 32; character-level BLEU-4 "
+            "(sacrebleu's corpus BLEU) and ROUGE-L F.")])
+
+    def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
+        rows = [[name, str(stats[f"{key}/bleu4"]), str(stats[f"{key}/rouge_l"])]
+                for name, key in (("beam (3), gold answer", "beam"), ("top-p 0.95, gold answer", "top_p"),
+                                  ("copy the answer's sentence", "copy"))]
+        return Run({}, tables=[markdown_table(["question", "BLEU-4", "ROUGE-L"], rows)])
+
+    def checks(self, stats: Stats) -> list[Check]:
+        return [
+            stats.above("answer_in_passage", 90.0,
+                        description=">= 90% of sampled answers are spans of the passage"),
+            stats.greater("beam/bleu4", "copy/bleu4"),
+        ]
