@@ -1,6 +1,8 @@
 """Helpers shared by several experiments (not part of the public library).
 
 ``classification``: small text classifiers, data as tensors, metrics; ``lm``: a RoPE
-language model harness for the attention experiments; ``sts``: sentence-similarity
-scoring and whitening variants; ``zh_encoder``: a small Chinese BERT pretrained here.
+language model harness for the attention experiments; ``sentences``: sentiment clauses
+and small character LM / MLM / T-TA training; ``seq2seq``: UniLM rows, prompts and
+training; ``sts``: sentence-similarity scoring and whitening variants; ``zh_encoder``: a
+small Chinese BERT pretrained here.
 """
