@@ -30,6 +30,7 @@ Seq2Seq+前缀树 (2021-12-17, https://kexue.fm/archives/8802).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -179,6 +180,29 @@ def _greedy_or_sample(model, input_ids, max_new_tokens, do_sample, temperature, 
     return generated
 
 
+def _beams(x: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` ``(batch, m)`` of ``x`` ``(batch, n, ...)`` along the beam axis."""
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
+
+
+@dataclass
+class _Finished:
+    """The best ``k`` finished hypotheses of each example."""
+
+    tokens: Tensor  # (batch, k, max_new_tokens)
+    scores: Tensor  # (batch, k) length-penalised; -1e9 for an empty slot
+    lengths: Tensor  # (batch, k)
+    full: Tensor  # (batch, k) bool: the slot holds a hypothesis
+
+    def merge(self, tokens: Tensor, scores: Tensor, length: int, ended: Tensor) -> _Finished:
+        """Keep the best ``k`` of the current ones and candidates ``tokens`` / ``scores``."""
+        all_scores = torch.cat([self.scores, scores], dim=1)
+        best = all_scores.topk(self.scores.shape[1], dim=-1).indices
+        lengths = torch.cat([self.lengths, torch.full_like(ended, length, dtype=torch.long)], dim=1)
+        return _Finished(_beams(torch.cat([self.tokens, tokens], dim=1), best), all_scores.gather(1, best),
+                         lengths.gather(1, best), torch.cat([self.full, ended], dim=1).gather(1, best))
+
+
 def _beam_search(model, input_ids, max_new_tokens, k, length_penalty, early_stopping, eos, pad,
                  processors, constraint, prompt) -> Tensor:
     b, device = input_ids.shape[0], input_ids.device
@@ -186,15 +210,14 @@ def _beam_search(model, input_ids, max_new_tokens, k, length_penalty, early_stop
     logits, cache = model(input_ids.repeat_interleave(k, dim=0), None, **expand)
     state = constraint.start(b, k) if constraint is not None else None
     keep = 2 * k  # candidates per step: num_beams unfinished ones always remain
-    top_mask = torch.arange(keep, device=device) < k  # only the best k may finish
+    top_k_mask = torch.arange(keep, device=device) < k  # only the best k may finish
     offset = torch.arange(b, device=device)[:, None] * k  # (batch, 1) flat row of beam 0
     running = torch.full((b, k, max_new_tokens), pad, dtype=torch.long, device=device)
     running_scores = torch.full((b, k), _NEG, device=device)
     running_scores[:, 0] = 0.0  # one live beam at first, so the beams differ
-    done = running.clone()
-    done_scores = torch.full((b, k), _NEG, device=device)
-    done_len = torch.zeros(b, k, dtype=torch.long, device=device)
-    is_done = torch.zeros(b, k, dtype=torch.bool, device=device)
+    finished = _Finished(running.clone(), torch.full((b, k), _NEG, device=device),
+                         torch.zeros(b, k, dtype=torch.long, device=device),
+                         torch.zeros(b, k, dtype=torch.bool, device=device))
     improvable = torch.ones(b, 1, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         logp = logits.float().log_softmax(dim=-1)  # (batch * k, vocab)
@@ -206,44 +229,36 @@ def _beam_search(model, input_ids, max_new_tokens, k, length_penalty, early_stop
         total = (logp.view(b, k, vocab) + running_scores[:, :, None]).view(b, k * vocab)
         cand_scores, cand = total.topk(keep, dim=-1)  # (batch, 2k)
         origin, token = cand // vocab, cand % vocab
-        cand_seqs = running.gather(1, origin[:, :, None].expand(-1, -1, max_new_tokens)).clone()
+        cand_seqs = _beams(running, origin).clone()
         cand_seqs[:, :, t] = token
-        hits = token == eos if eos is not None else torch.zeros_like(token, dtype=torch.bool)
+        ends = token == eos if eos is not None else torch.zeros_like(token, dtype=torch.bool)
         if t == max_new_tokens - 1:
-            hits = torch.ones_like(hits)
+            ends = torch.ones_like(ends)
         # the best k unfinished candidates continue
-        live_scores = cand_scores + hits.float() * _NEG
+        live_scores = cand_scores + ends.float() * _NEG
         live = live_scores.topk(k, dim=-1).indices  # (batch, k)
-        running = cand_seqs.gather(1, live[:, :, None].expand(-1, -1, max_new_tokens))
-        running_scores = live_scores.gather(1, live)
+        running, running_scores = _beams(cand_seqs, live), live_scores.gather(1, live)
         parent = (origin.gather(1, live) + offset).view(-1)  # (batch * k,) flat rows kept
-        # finished candidates among the best k join the finished list if they score higher
+        # ended candidates among the best k join the finished ones if they score higher
         final = cand_scores / float(t + 1) ** length_penalty
-        final = final + (is_done.all(-1, keepdim=True) & (early_stopping is True)).float() * _NEG
-        final = final + (~improvable).float() * _NEG
-        final = final + (~(hits & top_mask)).float() * _NEG
-        merged = torch.cat([done_scores, final], dim=1).topk(k, dim=-1).indices
-        done = torch.cat([done, cand_seqs], 1).gather(1, merged[:, :, None].expand(-1, -1, max_new_tokens))
-        done_scores = torch.cat([done_scores, final], dim=1).gather(1, merged)
-        new_len = torch.full_like(token, t + 1)
-        done_len = torch.cat([done_len, new_len], dim=1).gather(1, merged)
-        is_done = torch.cat([is_done, hits & top_mask], dim=1).gather(1, merged)
-        # can a running beam still beat the worst finished one?
+        blocked = (finished.full.all(-1, keepdim=True) & (early_stopping is True)) | ~improvable
+        final = final + (blocked | ~(ends & top_k_mask)).float() * _NEG
+        finished = finished.merge(cand_seqs, final, t + 1, ends & top_k_mask)
+        # can the best running beam still beat the worst finished one?
         longest = max_new_tokens if early_stopping == "never" and length_penalty > 0 else t + 1
         best_running = running_scores[:, :1] / float(longest) ** length_penalty
-        worst_done = torch.where(is_done, done_scores.min(dim=-1, keepdim=True).values,
-                                 torch.full_like(done_scores, _NEG))
-        improvable = improvable & (best_running > worst_done).any(dim=-1, keepdim=True)
-        all_full = bool(is_done.all()) and early_stopping is True
-        if not bool(improvable.any()) or all_full or bool(hits.all()):
+        worst = torch.where(finished.full, finished.scores.min(dim=-1, keepdim=True).values,
+                            torch.full_like(finished.scores, _NEG))
+        improvable = improvable & (best_running > worst).any(dim=-1, keepdim=True)
+        if not bool(improvable.any()) or bool(ends.all()) or (
+                bool(finished.full.all()) and early_stopping is True):
             break
         next_ids = running[:, :, t].reshape(-1)
         cache = model.reorder_cache(cache, parent)
         if state is not None:
             state = constraint.advance(state[parent], next_ids)
         logits, cache = model(next_ids[:, None], cache)
-    length = int(done_len[:, 0].max())
-    return done[:, 0, :length]
+    return finished.tokens[:, 0, : int(finished.lengths[:, 0].max())]
 
 
 def _as_list(processors) -> list[LogitsProcessor]:
