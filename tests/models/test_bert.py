@@ -230,3 +230,36 @@ def test_bad_input(tmp_path, minilm_path):
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "config.json").write_text("{}")
         Bert.from_pretrained(tmp_path / "empty")
+
+
+def test_mlm_positions_apply_the_head_where_asked():
+    torch.manual_seed(0)
+    model = _small(mlm=True).eval()
+    ids = torch.randint(0, 40, (2, 7))
+    at = torch.zeros(2, 7, dtype=torch.bool)
+    at[0, 3] = at[1, 0] = at[1, 6] = True
+    with torch.no_grad():
+        full = model(ids).logits
+        some = model(ids, mlm_positions=at).logits
+    torch.testing.assert_close(some, full[at])
+    with pytest.raises(ValueError, match=r"mlm_positions must be \(batch, seq\) = \(2, 7\)"):
+        model(ids, mlm_positions=at[:, :3])
+
+
+def test_unilm_targets_give_the_unilm_loss_with_the_head_on_targets_only():
+    from kexue.models import unilm_targets
+
+    torch.manual_seed(2)
+    model = _small(mlm=True).eval()
+    ids = torch.randint(5, 40, (3, 9))
+    seg = torch.tensor([[0] * 4 + [1] * 5, [0] * 6 + [1] * 3, [0] * 3 + [1] * 4 + [0] * 2])
+    am = torch.ones_like(ids)
+    am[2, 7:] = 0
+    mask = unilm_mask(seg, am)
+    with torch.no_grad():
+        want = unilm_loss(model(ids, mask, seg).logits, ids, seg, am)
+        positions, targets = unilm_targets(ids, seg, am)
+        got = torch.nn.functional.cross_entropy(
+            model(ids, mask, seg, mlm_positions=positions).logits, targets)
+    torch.testing.assert_close(got, want)
+    assert int(positions.sum()) == 5 + 3 + 4 and not positions[:, -1].any()  # every target token

@@ -8,4 +8,4 @@ from kexue.models.hf import (  # noqa: F401  (configs, HF key maps)
     gpt2_key_map,
 )
 from kexue.models.tta import TTA, TTAOutput, masked_pseudo_log_likelihood  # noqa: F401  (T24)
-from kexue.models.unilm import unilm_loss  # noqa: F401  (T10: UniLM)
+from kexue.models.unilm import unilm_loss, unilm_targets  # noqa: F401  (T10: UniLM)

@@ -155,13 +155,16 @@ class Bert(nn.Module):
         attn_bias: Tensor | None = None,
         past_key_values: tuple[KVCache, ...] | None = None,
         use_cache: bool = False,
+        mlm_positions: Tensor | None = None,
     ) -> BertOutput:
         """Encode ``input_ids`` ``(batch, seq)``.
 
         ``attention_mask``: ``(batch, keys)`` 0/1 padding, or a boolean ``(batch, seq,
         keys)`` mask such as :func:`~kexue.nn.unilm_mask` (True = may attend); ``keys``
         includes cached positions. ``is_causal`` adds the LM mask; ``attn_bias`` is an
-        additive logit bias ``(batch|1, heads|1, seq, keys)``.
+        additive logit bias ``(batch|1, heads|1, seq, keys)``. ``mlm_positions``, a
+        boolean ``(batch, seq)`` mask, applies the MLM head only there: ``logits`` is then
+        ``(selected, vocab)`` in row-major order (the head's cost is its vocabulary).
         """
         check_input_ids(input_ids)
         b, t = input_ids.shape
@@ -188,7 +191,12 @@ class Bert(nn.Module):
             output_hidden_states=output_hidden_states,
         )  # fmt: skip
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
-        logits = self.mlm(x, self.embeddings.word.weight) if self.mlm is not None else None
+        logits = None
+        if self.mlm is not None:
+            if mlm_positions is not None and mlm_positions.shape != (b, t):
+                raise ValueError(f"mlm_positions must be (batch, seq) = {(b, t)}, got {tuple(mlm_positions.shape)}")
+            selected = x if mlm_positions is None else x[mlm_positions.bool()]
+            logits = self.mlm(selected, self.embeddings.word.weight)
         return BertOutput(x, pooled, hidden, logits, presents)
 
     # ------------------------------------------------------------------ checkpoints

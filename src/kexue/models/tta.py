@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue.models.bert import MLMHead, check_input_ids
+from kexue.models.bert import Bert, MLMHead, check_input_ids
 from kexue.models.hf import BertConfig
 from kexue.nn.position import LearnedPositionEmbedding
 from kexue.nn.transformer import FeedForward
@@ -135,13 +135,12 @@ class TTA(nn.Module):
         return token.sum(dim=1)
 
 
-def masked_pseudo_log_likelihood(model: nn.Module, input_ids: Tensor, mask_token_id: int,
+def masked_pseudo_log_likelihood(model: Bert, input_ids: Tensor, mask_token_id: int,
                                  attention_mask: Tensor | None = None,
                                  batch_size: int = 256) -> Tensor:
-    """``Σ_i log p(x_i | x with [MASK] at i)`` with a masked LM (e.g. ``Bert(mlm=True)``):
-    one masked copy per real token, ``n`` passes per row, run ``batch_size`` copies at a
-    time. ``model(ids, attention_mask)`` must return an object with ``.logits``.
-    Returns ``(batch,)``."""
+    """``Σ_i log p(x_i | x with [MASK] at i)`` with a masked LM (``Bert(mlm=True)``): one
+    masked copy per real token, ``n`` passes per row, ``batch_size`` copies at a time; the
+    MLM head runs at the masked position of each copy only. Returns ``(batch,)``."""
     check_input_ids(input_ids)
     b = input_ids.shape[0]
     keys = torch.ones_like(input_ids) if attention_mask is None else (attention_mask != 0).long()
@@ -151,7 +150,9 @@ def masked_pseudo_log_likelihood(model: nn.Module, input_ids: Tensor, mask_token
         r, p = row[i : i + batch_size], pos[i : i + batch_size]
         ids = input_ids[r].clone()
         ids[torch.arange(len(r)), p] = mask_token_id
-        logits = model(ids, keys[r]).logits[torch.arange(len(r)), p].float()  # (copies, vocab)
+        at = torch.zeros_like(ids, dtype=torch.bool)
+        at[torch.arange(len(r)), p] = True
+        logits = model(ids, keys[r], mlm_positions=at).logits.float()  # (copies, vocab)
         token = logits.log_softmax(dim=-1).gather(1, input_ids[r, p][:, None]).squeeze(1)
         out.index_add_(0, r, token)
     return out

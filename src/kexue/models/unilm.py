@@ -14,13 +14,38 @@ Usage with a :class:`~kexue.models.Bert` built with ``mlm=True``::
     logits = bert(ids, mask, token_type_ids=segment_ids).logits
     loss = unilm_loss(logits, ids, segment_ids, attention_mask)
 
+or, running the MLM head at the target positions only (the same loss, less work)::
+
+    positions, targets = unilm_targets(ids, segment_ids, attention_mask)
+    logits = bert(ids, mask, token_type_ids=segment_ids, mlm_positions=positions).logits
+    loss = F.cross_entropy(logits, targets)
+
 Decoding is :func:`kexue.generate.generate` with the :class:`kexue.generate.UniLM` adapter.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def unilm_targets(
+    input_ids: Tensor, segment_ids: Tensor, attention_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Where the next token is a target and which it is: ``positions`` ``(batch, seq)``
+    bool (``t`` such that token ``t + 1`` is a real segment-1 token) and ``targets``
+    ``(n,)`` = those next tokens, in row-major order."""
+    if segment_ids.shape != input_ids.shape or (
+        attention_mask is not None and attention_mask.shape != input_ids.shape
+    ):
+        raise ValueError(f"segment_ids and attention_mask must have the shape of input_ids "
+                         f"{tuple(input_ids.shape)}")
+    follows = segment_ids[:, 1:] != 0
+    if attention_mask is not None:
+        follows = follows & (attention_mask[:, 1:] != 0)
+    positions = torch.cat([follows, torch.zeros_like(follows[:, :1])], dim=1)
+    return positions, input_ids[:, 1:][follows]
 
 
 def unilm_loss(

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from kexue.models import Bert, BertConfig, unilm_loss
+from kexue.models import Bert, BertConfig, unilm_targets
 from kexue.nn import unilm_mask
 
 
@@ -63,12 +64,13 @@ def small_unilm(vocab_size: int, max_positions: int, hidden: int = 128, layers: 
 
 
 def loss(model: Bert, batch: tuple[Tensor, ...]) -> Tensor:
-    """UniLM loss of a batch, trimmed to its longest row."""
+    """UniLM loss of a batch (trimmed to its longest row), the MLM head on targets only."""
     ids, seg, mask = batch[:3]
     width = int(mask.sum(dim=1).max())
     ids, seg, mask = ids[:, :width], seg[:, :width], mask[:, :width]
-    logits = model(ids, unilm_mask(seg, mask), token_type_ids=seg).logits
-    return unilm_loss(logits, ids, seg, mask)
+    positions, targets = unilm_targets(ids, seg, mask)
+    logits = model(ids, unilm_mask(seg, mask), token_type_ids=seg, mlm_positions=positions).logits
+    return F.cross_entropy(logits, targets)
 
 
 def train(model: Bert, data: TensorDataset, *, steps: int, batch_size: int, lr: float,
