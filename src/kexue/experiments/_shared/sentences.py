@@ -57,8 +57,9 @@ def mlm_loss(model: nn.Module, b: tuple[Tensor, ...], tok: CharTokenizer,
     targets = targets.masked_fill(mask == 0, -100)
     if bool((targets == -100).all()):
         targets[0, 0] = ids[0, 0]  # a batch with no target: score one real token
-    logits = model(inputs, mask).logits
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    picked = targets != -100
+    logits = model(inputs, mask, mlm_positions=picked).logits  # the head on targets only
+    return F.cross_entropy(logits, targets[picked])
 
 
 def tta_loss(model: nn.Module, b: tuple[Tensor, ...]) -> Tensor:
