@@ -93,7 +93,7 @@ class KgCLUE(Experiment):
         for h, p, o in triples:
             kb.setdefault(target_text(h, p), o)  # the first object of an (S, P, M), as the post
         tok = CharTokenizer.fit([r["question"] for r in train] + list(kb) + [BAR])
-        q_len, t_len = 48, 40
+        q_len, t_len = 48, 50  # the longest S|P|M is 49 characters: no entry is cut
         entries = [tok.encode(text)[:t_len] for text in kb]
         trie = Trie(entries, tok.vocab_size, tok.sep_token_id)
         bar = tok.token_to_id(BAR)
