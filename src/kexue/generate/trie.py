@@ -167,13 +167,12 @@ class Trie:
     def children(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
         """Edges below ``nodes`` ``(rows,)``: ``(row of each edge, edge index)``, one
         tensor step for the whole batch (rows with node ``-1`` have none)."""
-        valid = nodes >= 0
         safe = nodes.clamp(min=0)
         start = self.indptr[safe]
-        counts = torch.where(valid, self.indptr[safe + 1] - start, 0)
-        row = torch.repeat_interleave(torch.arange(len(nodes), device=nodes.device), counts)
-        offset = torch.arange(len(row), device=nodes.device) - (counts.cumsum(0) - counts)[row]
-        return row, start[row] + offset
+        counts = torch.where(nodes >= 0, self.indptr[safe + 1] - start, 0)
+        row = torch.repeat_interleave(counts)  # each row once per child
+        first_edge = start - (counts.cumsum(0) - counts)  # edge index minus output slot
+        return row, torch.arange(len(row), device=nodes.device) + first_edge[row]
 
     def parent_and_token(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
         """The parent node and the token leading to each of ``nodes`` (all > 0)."""
@@ -219,18 +218,28 @@ class Trie:
     def start(self, batch_size: int, num_beams: int = 1) -> Tensor:
         return torch.zeros(batch_size * num_beams, dtype=torch.long)
 
+    def _next(self, nodes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(row, token)`` of every child edge, and which rows may end (eos)."""
+        row, edge = self.children(nodes)
+        ends = (nodes < 0) | self.terminal[nodes.clamp(min=0)]
+        return row, self.keys[edge] % self.vocab_size, ends
+
     def allowed(self, nodes: Tensor) -> Tensor:
         """``(rows, vocab)`` boolean mask of the tokens that may follow each node."""
+        row, token, ends = self._next(nodes)
         allowed = torch.zeros(len(nodes), self.vocab_size, dtype=torch.bool, device=nodes.device)
-        row, edge = self.children(nodes)
-        allowed[row, self.keys[edge] % self.vocab_size] = True
-        ends = (nodes < 0) | self.terminal[nodes.clamp(min=0)]
+        allowed[row, token] = True
         allowed[:, self.eos_token_id] |= ends
         return allowed
 
     def mask(self, nodes: Tensor, scores: Tensor) -> Tensor:
         """``scores`` ``(rows, vocab)`` with every token the tree forbids at ``-inf``."""
-        return scores.masked_fill(~self.allowed(nodes), float("-inf"))
+        row, token, ends = self._next(nodes)
+        out = torch.full_like(scores, float("-inf"))
+        out[row, token] = scores[row, token]
+        eos = self.eos_token_id
+        out[:, eos] = torch.where(ends, scores[:, eos], out[:, eos])
+        return out
 
     def advance(self, nodes: Tensor, tokens: Tensor) -> Tensor:
         """The child of each node along ``tokens`` ``(rows,)``; -1 when there is none."""
