@@ -2,7 +2,13 @@ import math
 
 from kexue.evidence import Context, Run, verdict
 from kexue.evidence.suite import _aggregate
-from kexue.experiments.question_generation import QuestionGeneration, build, sentences, window
+from kexue.experiments.question_generation import (
+    QuestionGeneration,
+    build,
+    is_span,
+    sentences,
+    window,
+)
 
 
 def test_window_keeps_the_answer_and_whole_sentences():
@@ -18,6 +24,11 @@ def test_window_keeps_the_answer_and_whole_sentences():
     long = "一二三四五六七八九十" * 3 + "。"
     passage, _ = window(long, "五六", 14, 8)
     assert "五六" in passage and len(passage) == 8
+
+
+def test_is_span():
+    assert is_span([2, 3], [1, 2, 3, 4]) and not is_span([2, 4], [1, 2, 3, 4])
+    assert not is_span([], [1, 2]) and not is_span([1, 2, 3], [1, 2])
 
 
 def test_build_drops_long_and_missing_answers():

@@ -71,6 +71,12 @@ def build(records: list[dict], size: int, max_answer: int, max_question: int) ->
     return out
 
 
+def is_span(part: list[int], whole: list[int]) -> bool:
+    """Whether ``part`` is a non-empty contiguous piece of ``whole`` (token ids)."""
+    n = len(part)
+    return n > 0 and any(whole[i : i + n] == part for i in range(len(whole) - n + 1))
+
+
 @register
 class QuestionGeneration(Experiment):
     name = "question-generation"
@@ -127,7 +133,7 @@ class QuestionGeneration(Experiment):
                        eos_token_id=sep, pad_token_id=pad, **batch)
         answers = [seq2seq.until(row.tolist(), sep) for row in out]
         answer_texts = [tok.decode(a) for a in answers]
-        in_passage = [bool(a) and a in r["passage"] for a, r in zip(answer_texts, test)]
+        in_passage = [is_span(a, p) for a, p in zip(answers, passages)]
 
         # 2. questions for the gold answer: beam search and top-p sampling
         def questions(answer_ids, **kw):
