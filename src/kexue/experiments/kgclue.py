@@ -73,8 +73,8 @@ class KgCLUE(Experiment):
         post_setting="RoFormer-Sim-FT (12-layer Chinese char model pretrained as UniLM), "
         "KgCLUE train 18000, 3 epochs, batch 32, Adam 5e-6; trie over the official 20M-triple "
         "KB; beam search (3 beams), look-ahead.",
-        our_setting="2-layer char UniLM (hidden 128) from scratch, 800 steps of batch 64 on "
-        "train; greedy decoding; trie over the 22000-triple mini KB; first 500 dev questions.",
+        our_setting="2-layer char UniLM (hidden 128) from scratch, 300 steps of batch 32 on "
+        "train; greedy decoding; trie over the 22000-triple mini KB; first 300 dev questions.",
         substitution="No pretrained Chinese BERT/RoFormer is available here (MiniLM is an "
         "English sentence encoder without an MLM head), so the UniLM is trained from scratch "
         "for minutes; the official KB is not in the repository, so the trie holds the mini KB "
@@ -87,7 +87,7 @@ class KgCLUE(Experiment):
         from kexue.generate import Lookahead, Trie, UniLM, generate
 
         train = load_kgclue("train")[: ctx.pick(None, None, smoke=300)]
-        dev = load_kgclue("dev")[: ctx.pick(500, None, smoke=40)]
+        dev = load_kgclue("dev")[: ctx.pick(300, None, smoke=40)]
         triples = load_kgclue_kb()
         kb: dict[str, str] = {}
         for h, p, o in triples:
@@ -104,10 +104,11 @@ class KgCLUE(Experiment):
                                 pad=tok.pad_token_id)
         torch.manual_seed(ctx.seed)
         model = seq2seq.small_unilm(tok.vocab_size, q_len + t_len + 3, hidden=ctx.pick(128, 256, smoke=32))
-        steps = ctx.pick(800, 6000, smoke=20)
+        steps = ctx.pick(300, 6000, smoke=20)
         ctx.log(f"kgclue: {len(train)} questions, vocabulary {tok.vocab_size}, trie of {len(trie)} "
                 f"entries / {trie.num_nodes} nodes ({trie.nbytes / 2**20:.1f} MB)")
-        last_loss = seq2seq.train(model, data, steps=steps, batch_size=ctx.pick(64, 64, smoke=8),
+        size = ctx.pick(32, 64, smoke=8)
+        last_loss = seq2seq.train(model, data, steps=steps, batch_size=size,
                                   lr=ctx.pick(2e-3, 1e-3), seed=ctx.seed)
 
         questions = [tok.encode(r["question"])[:q_len] for r in dev]
@@ -129,7 +130,7 @@ class KgCLUE(Experiment):
                    + " | ".join(f"{v}: {outputs[v][i]}" for v in VARIANTS) for i, r in enumerate(dev[:4])]
         return Run(metrics, samples=samples, notes=[
             (f"{len(train)} training questions, {len(dev)} dev questions, character vocabulary "
-            f"{tok.vocab_size}; {steps} steps of batch 64; {'greedy' if beams == 1 else f'{beams} beams'}; "
+            f"{tok.vocab_size}; {steps} steps of batch {size}; {'greedy' if beams == 1 else f'{beams} beams'}; "
             f"trie of {len(trie)} entries, {trie.num_nodes} nodes, {trie.nbytes / 2**20:.2f} MB.")])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:

@@ -97,9 +97,9 @@ class QuestionGeneration(Experiment):
         post_setting="Chinese BERT-base (reduced vocabulary) + UniLM, WebQA + SogouQA passages cut "
         "to <= 126 characters, 100 epochs x 1000 steps of batch 32, Adam 1e-5; answer by top-p "
         "0.95 sampling, question by beam search.",
-        our_setting="2-layer char UniLM (hidden 128) from scratch, trained 500 steps of batch 32 "
-        "on CMRC 2018 dev (passages cut to <= 64 characters around the answer); 200 trial "
-        "examples; answer by top-p 0.95, question by 3 beams and by top-p 0.95.",
+        our_setting="2-layer char UniLM (hidden 128, 2000 characters) from scratch, trained 300 "
+        "steps of batch 32 on CMRC 2018 dev (passages cut to <= 64 characters around the "
+        "answer); 150 trial examples; answer by top-p 0.95, question by 3 beams and by top-p 0.95.",
         substitution="No pretrained Chinese BERT is available here (MiniLM is an English "
         "sentence encoder without an MLM head) and WebQA/SogouQA are not shipped, so a small "
         "UniLM is trained from scratch on the 3k CMRC 2018 dev questions.",
@@ -111,15 +111,16 @@ class QuestionGeneration(Experiment):
 
         size, a_len, q_len = ctx.pick(64, 126, smoke=48), 16, 32
         train = build(load_cmrc2018("dev"), size, a_len, q_len)[: ctx.pick(None, None, smoke=200)]
-        test = build(load_cmrc2018("trial"), size, a_len, q_len)[: ctx.pick(200, None, smoke=16)]
-        tok = CharTokenizer.fit([r[k] for r in train for k in ("passage", "answer", "question")], min_count=2)
+        test = build(load_cmrc2018("trial"), size, a_len, q_len)[: ctx.pick(150, None, smoke=16)]
+        tok = CharTokenizer.fit([r[k] for r in train for k in ("passage", "answer", "question")], min_count=2,
+                                max_size=ctx.pick(2000, None, smoke=None))
         cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
         data = seq2seq.examples([tok.encode(r["passage"]) for r in train],
                                 [tok.encode(r["answer"]) + [sep] + tok.encode(r["question"]) for r in train],
                                 cls=cls, sep=sep, pad=pad)
         torch.manual_seed(ctx.seed)
         model = seq2seq.small_unilm(tok.vocab_size, size + a_len + q_len + 4, hidden=ctx.pick(128, 256, smoke=32))
-        steps = ctx.pick(500, 5000, smoke=10)
+        steps = ctx.pick(300, 5000, smoke=10)
         last_loss = seq2seq.train(model, data, steps=steps, batch_size=ctx.pick(32, 32, smoke=8), lr=2e-3,
                                   seed=ctx.seed)
         lm = UniLM(model)

@@ -67,9 +67,9 @@ class TTAScoring(Experiment):
         "the post reports the design, no numbers of its own.",
         fidelity="scaled-down",
         post_setting="3-layer T-TA, MLM and LM pretrained on large English corpora (paper).",
-        our_setting="2-layer, hidden 128 T-TA and BERT, 300 steps of batch 64 each on 40k "
-        "sentiment clauses (8-32 characters); 300 held-out clauses; scoring 8 sentences of "
-        "n characters, 2 threads.",
+        our_setting="2-layer, hidden 128 T-TA and BERT over 1500 characters, 200 steps of batch "
+        "64 each on 40k sentiment clauses (8-32 characters); 300 held-out clauses; scoring 4 "
+        "sentences of n characters, 2 threads.",
     )
 
     def run(self, ctx: Context) -> Run:
@@ -77,10 +77,10 @@ class TTAScoring(Experiment):
         from kexue.models import TTA, Bert, BertConfig, masked_pseudo_log_likelihood
 
         train = sentences.clauses("train", 8, 32, limit=ctx.pick(40_000, None, smoke=400))
-        tok = CharTokenizer.fit(train, min_count=3)
+        tok = CharTokenizer.fit(train, min_count=3, max_size=ctx.pick(1500, None, smoke=None))
         held = [t for t in sentences.clauses("valid", 8, 32) if tok.unk_token_id not in tok.encode(t)]
         held = random.Random(ctx.seed).sample(held, ctx.pick(300, 1000, smoke=20))
-        hidden, steps = ctx.pick(128, 256, smoke=32), ctx.pick(300, 4000, smoke=10)
+        hidden, steps = ctx.pick(128, 256, smoke=32), ctx.pick(200, 4000, smoke=10)
         config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
                             num_attention_heads=4, intermediate_size=4 * hidden,
                             max_position_embeddings=max(LENGTHS), hidden_dropout_prob=0.0,
@@ -121,13 +121,13 @@ class TTAScoring(Experiment):
             "tta/train_loss": tta_loss, "bert/train_loss": bert_loss,
             "params_ratio": params["tta"] / params["bert"],
         }
-        batch = ctx.pick(8, 8, smoke=1)
+        batch = ctx.pick(4, 8, smoke=1)
         with torch.no_grad():
             for n in ctx.pick(LENGTHS, LENGTHS, smoke=(16, 128)):
                 ids = torch.randint(len(tok.SPECIAL_TOKENS), tok.vocab_size, (batch, n), generator=g)
                 t_tta = timed(lambda ids=ids: tta.pseudo_log_likelihood(ids), ctx.pick(5, 9, smoke=1))
                 t_bert = timed(lambda ids=ids: masked_pseudo_log_likelihood(
-                    bert, ids, tok.mask_token_id, batch_size=ids.numel()), ctx.pick(3, 5, smoke=1))
+                    bert, ids, tok.mask_token_id, batch_size=ids.numel()), ctx.pick(2, 5, smoke=1))
                 metrics[f"speedup/n{n}"] = t_bert / t_tta
                 metrics[f"tta/ms_n{n}"], metrics[f"bert/ms_n{n}"] = 1e3 * t_tta, 1e3 * t_bert
         return Run(metrics, notes=[

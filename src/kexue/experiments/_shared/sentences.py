@@ -9,7 +9,10 @@ batches: a causal LM (kexue ``GPT2`` on ``[CLS] x [SEP]``), a BERT masked LM (BE
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -73,10 +76,25 @@ def tta_loss(model: nn.Module, b: tuple[Tensor, ...]) -> Tensor:
 
 
 def train(model: nn.Module, loss, data: TensorDataset, *, steps: int, seed: int,
-          batch_size: int = 64, lr: float = 2e-3) -> float:
-    """Train with :func:`kexue.train.fit`; returns the last logged loss."""
+          batch_size: int = 64, lr: float = 2e-3, cache: Path | None = None) -> float:
+    """Train with :func:`kexue.train.fit`; returns the last logged loss. With ``cache`` (a
+    file), load the weights (and loss) from it if it exists, else train and save there."""
     from kexue.train import TrainConfig, fit
 
+    if cache is not None and cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        model.load_state_dict(saved["model"])
+        return float(saved["loss"])
     result = fit(model, loss, data, TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=0.05,
                                                 seed=seed, progress=False, log_every=max(1, steps // 5)))
-    return float(result.history[-1]["loss"])
+    last = float(result.history[-1]["loss"])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "loss": torch.tensor(last)}, cache)
+    return last
+
+
+def cache_file(cache_dir: Path, tag: str, **key: object) -> Path:
+    """A weights file under ``cache_dir`` named by ``tag`` and a hash of ``key``."""
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{tag}-{digest}.pt"
