@@ -19,6 +19,7 @@ from kexue.evidence import Check, Claim, Context, Experiment, Run, Stats, markdo
 from kexue.experiments._shared import seq2seq
 
 BAR = "|"  # separates subject, predicate and sense in the target text
+Q_LEN, T_LEN = 48, 50  # question characters kept; the longest S|P|M is 49 characters
 VARIANTS = ("unconstrained", "constrained", "lookahead")
 
 
@@ -33,6 +34,34 @@ def split_subject(head: str) -> tuple[str, str]:
 def target_text(head: str, predicate: str) -> str:
     subject, sense = split_subject(head)
     return f"{subject}{BAR}{predicate}{BAR}{sense}"
+
+
+def knowledge_base() -> dict[str, str]:
+    """``S|P|M`` -> object over the mini KB (the first object of an (S, P, M), as the post)."""
+    from kexue.data import load_kgclue_kb
+
+    kb: dict[str, str] = {}
+    for head, predicate, obj in load_kgclue_kb():
+        kb.setdefault(target_text(head, predicate), obj)
+    return kb
+
+
+def decode(model, tok, questions: list[str], trie, beams: int) -> dict[str, list[str]]:
+    """The ``S|P|M`` text each decoding variant writes for each question."""
+    from kexue.generate import Lookahead, UniLM, generate
+
+    batch = seq2seq.prompts([tok.encode(q)[:Q_LEN] for q in questions], cls=tok.cls_token_id,
+                            sep=tok.sep_token_id, pad=tok.pad_token_id)
+    ids = batch.pop("input_ids")
+    question_ids = ids.masked_fill(batch["attention_mask"] == 0, -1)  # what look-ahead covers
+    constraints = {"unconstrained": None, "constrained": trie,
+                   "lookahead": Lookahead(trie, question_ids, after_token_id=tok.token_to_id(BAR))}
+    outputs = {}
+    for name, constraint in constraints.items():
+        out = generate(UniLM(model), ids, T_LEN + 1, num_beams=beams, eos_token_id=tok.sep_token_id,
+                       pad_token_id=tok.pad_token_id, constraint=constraint, **batch)
+        outputs[name] = [tok.decode(seq2seq.until(row.tolist(), tok.sep_token_id)) for row in out]
+    return outputs
 
 
 def score(outputs: list[str], gold: list[tuple[str, str, str]], kb: dict[str, str]) -> dict[str, float]:
@@ -83,55 +112,37 @@ class KgCLUE(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        from kexue.data import CharTokenizer, load_kgclue, load_kgclue_kb
-        from kexue.generate import Lookahead, Trie, UniLM, generate
+        from kexue.data import CharTokenizer, load_kgclue
+        from kexue.generate import Trie
 
         train = load_kgclue("train")[: ctx.pick(None, None, smoke=300)]
         dev = load_kgclue("dev")[: ctx.pick(300, None, smoke=40)]
-        triples = load_kgclue_kb()
-        kb: dict[str, str] = {}
-        for h, p, o in triples:
-            kb.setdefault(target_text(h, p), o)  # the first object of an (S, P, M), as the post
+        kb = knowledge_base()
         tok = CharTokenizer.fit([r["question"] for r in train] + list(kb) + [BAR])
-        q_len, t_len = 48, 50  # the longest S|P|M is 49 characters: no entry is cut
-        entries = [tok.encode(text)[:t_len] for text in kb]
-        trie = Trie(entries, tok.vocab_size, tok.sep_token_id)
-        bar = tok.token_to_id(BAR)
-
-        sources = [tok.encode(r["question"])[:q_len] for r in train]
-        targets = [tok.encode(target_text(*r["answer"][:2]))[:t_len] for r in train]
-        data = seq2seq.examples(sources, targets, cls=tok.cls_token_id, sep=tok.sep_token_id,
-                                pad=tok.pad_token_id)
-        torch.manual_seed(ctx.seed)
-        model = seq2seq.small_unilm(tok.vocab_size, q_len + t_len + 3, hidden=ctx.pick(128, 256, smoke=32))
-        steps = ctx.pick(300, 6000, smoke=20)
+        trie = Trie([tok.encode(text) for text in kb], tok.vocab_size, tok.sep_token_id)
         ctx.log(f"kgclue: {len(train)} questions, vocabulary {tok.vocab_size}, trie of {len(trie)} "
                 f"entries / {trie.num_nodes} nodes ({trie.nbytes / 2**20:.1f} MB)")
-        size = ctx.pick(32, 64, smoke=8)
-        last_loss = seq2seq.train(model, data, steps=steps, batch_size=size,
-                                  lr=ctx.pick(2e-3, 1e-3), seed=ctx.seed)
-
-        questions = [tok.encode(r["question"])[:q_len] for r in dev]
-        batch = seq2seq.prompts(questions, cls=tok.cls_token_id, sep=tok.sep_token_id, pad=tok.pad_token_id)
-        ids = batch.pop("input_ids")
-        constraints = {"unconstrained": None, "constrained": trie,
-                       "lookahead": Lookahead(trie, ids.masked_fill(batch["attention_mask"] == 0, -1),
-                                              after_token_id=bar)}
+        steps, size = ctx.pick(300, 6000, smoke=20), ctx.pick(32, 64, smoke=8)
+        data = seq2seq.examples([tok.encode(r["question"])[:Q_LEN] for r in train],
+                                [tok.encode(target_text(*r["answer"][:2])) for r in train],
+                                cls=tok.cls_token_id, sep=tok.sep_token_id, pad=tok.pad_token_id)
+        torch.manual_seed(ctx.seed)
+        model = seq2seq.small_unilm(tok.vocab_size, Q_LEN + T_LEN + 3, hidden=ctx.pick(128, 256, smoke=32))
+        metrics = {"train_loss": seq2seq.train(model, data, steps=steps, batch_size=size,
+                                               lr=ctx.pick(2e-3, 1e-3), seed=ctx.seed)}
         beams = ctx.pick(1, 3)
-        outputs, metrics = {}, {"train_loss": last_loss}
-        for name, constraint in constraints.items():
-            out = generate(UniLM(model), ids, t_len + 1, num_beams=beams, eos_token_id=tok.sep_token_id,
-                           pad_token_id=tok.pad_token_id, constraint=constraint, **batch)
-            outputs[name] = [tok.decode(seq2seq.until(row.tolist(), tok.sep_token_id)) for row in out]
-            for key, value in score(outputs[name], [r["answer"] for r in dev], kb).items():
+        outputs = decode(model, tok, [r["question"] for r in dev], trie, beams)
+        for name, texts in outputs.items():
+            for key, value in score(texts, [r["answer"] for r in dev], kb).items():
                 metrics[f"{name}/{key}"] = value
         metrics["trie_mb_per_million_entries"] = trie.nbytes / len(trie) * 1e6 / 2**20
         samples = [f"seed {ctx.seed}: {r['question']} | gold {target_text(*r['answer'][:2])} | "
                    + " | ".join(f"{v}: {outputs[v][i]}" for v in VARIANTS) for i, r in enumerate(dev[:4])]
-        return Run(metrics, samples=samples, notes=[
-            (f"{len(train)} training questions, {len(dev)} dev questions, character vocabulary "
-            f"{tok.vocab_size}; {steps} steps of batch {size}; {'greedy' if beams == 1 else f'{beams} beams'}; "
-            f"trie of {len(trie)} entries, {trie.num_nodes} nodes, {trie.nbytes / 2**20:.2f} MB.")])
+        decoding = "greedy" if beams == 1 else f"{beams} beams"
+        note = (f"{len(train)} training questions, {len(dev)} dev questions, character vocabulary "
+                f"{tok.vocab_size}; {steps} steps of batch {size}; {decoding}; trie of {len(trie)} "
+                f"entries, {trie.num_nodes} nodes, {trie.nbytes / 2**20:.2f} MB.")
+        return Run(metrics, samples=samples, notes=[note])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
         rows = [[v, str(stats[f"{v}/em"]), str(stats[f"{v}/f1"]), str(stats[f"{v}/sp_em"]),

@@ -86,7 +86,7 @@ class MCMCKeywords(Experiment):
         post_setting="Chinese NEZHA-GPT base as LM (proposal candidates from the LM's top 64, "
         "full-sentence renormalised), γ = 0.8, 128 steps, word keywords.",
         our_setting="2-layer char GPT-2 (LM) and 2-layer char BERT (MLM, the proposals, as in "
-        "post 8119), 1500 characters, trained 500 steps each on 40k sentiment clauses (once, "
+        "post 8119), 1500 characters, trained 400 steps each on 40k sentiment clauses (once, "
         "shared by the seeds); 48 keyword pairs (2 character bigrams from held-out clauses); "
         "128 MH steps at τ = 1, and annealed 1 -> 0.05.",
         substitution="No pretrained Chinese GPT is available here, so both LMs are small "
@@ -104,7 +104,7 @@ class MCMCKeywords(Experiment):
         held = sentences.clauses("valid", 8, 20)
         tok = CharTokenizer.fit(train, min_count=3, max_size=ctx.pick(1500, None, smoke=None))
         held = [t for t in held if tok.unk_token_id not in tok.encode(t)]
-        width, hidden, steps = 22, ctx.pick(128, 256, smoke=32), ctx.pick(500, 3000, smoke=10)
+        width, hidden, steps = 22, ctx.pick(128, 256, smoke=32), ctx.pick(400, 3000, smoke=10)
         size = ctx.pick(64, 64, smoke=8)
         torch.manual_seed(0)  # the LM and MLM are tools shared by the seeds: trained once, seed 0
         lm = GPT2(GPT2Config(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
