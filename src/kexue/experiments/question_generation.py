@@ -21,6 +21,7 @@ import torch
 from kexue.evidence import Check, Claim, Context, Experiment, Run, Stats, markdown_table, register
 from kexue.experiments._shared import seq2seq
 
+A_LEN, Q_LEN = 16, 32  # the longest answer and question kept
 _SENTENCE = re.compile(r"[^。！？；!?;\n]*[。！？；!?;\n]?")
 
 
@@ -77,6 +78,36 @@ def is_span(part: list[int], whole: list[int]) -> bool:
     return n > 0 and any(whole[i : i + n] == part for i in range(len(whole) - n + 1))
 
 
+def sample_answers(lm, tok, passages: list[list[int]], generator: torch.Generator) -> list[list[int]]:
+    """One top-p 0.95 answer per passage, decoded after ``[CLS] passage [SEP]`` (ids)."""
+    from kexue.generate import generate
+
+    batch = seq2seq.prompts(passages, cls=tok.cls_token_id, sep=tok.sep_token_id, pad=tok.pad_token_id)
+    out = generate(lm, batch.pop("input_ids"), A_LEN + 1, do_sample=True, top_p=0.95, generator=generator,
+                   eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id, **batch)
+    return [seq2seq.until(row.tolist(), tok.sep_token_id) for row in out]
+
+
+def write_questions(lm, tok, passages: list[list[int]], answers: list[list[int]], **decoding) -> list[str]:
+    """The question decoded after ``[CLS] passage [SEP] answer [SEP]`` for each pair."""
+    from kexue.generate import generate
+
+    sep = tok.sep_token_id
+    batch = seq2seq.prompts(passages, [a + [sep] for a in answers], cls=tok.cls_token_id, sep=sep,
+                            pad=tok.pad_token_id)
+    out = generate(lm, batch.pop("input_ids"), Q_LEN + 1, eos_token_id=sep, pad_token_id=tok.pad_token_id,
+                   **decoding, **batch)
+    return [tok.decode(seq2seq.until(row.tolist(), sep)) for row in out]
+
+
+def text_scores(hypotheses: list[str], references: list[str]) -> tuple[float, float]:
+    """Character-level corpus BLEU-4 and mean ROUGE-L F, in percent."""
+    from kexue.generate import corpus_bleu, rouge_l
+
+    hyps, refs = [list(h) for h in hypotheses], [list(r) for r in references]
+    return corpus_bleu(hyps, refs), sum(rouge_l(hyps, refs)) / len(refs)
+
+
 @register
 class QuestionGeneration(Experiment):
     name = "question-generation"
@@ -107,63 +138,45 @@ class QuestionGeneration(Experiment):
 
     def run(self, ctx: Context) -> Run:
         from kexue.data import CharTokenizer, load_cmrc2018
-        from kexue.generate import UniLM, corpus_bleu, generate, rouge_l
+        from kexue.generate import UniLM
 
-        size, a_len, q_len = ctx.pick(64, 126, smoke=48), 16, 32
-        train = build(load_cmrc2018("dev"), size, a_len, q_len)[: ctx.pick(None, None, smoke=200)]
-        test = build(load_cmrc2018("trial"), size, a_len, q_len)[: ctx.pick(150, None, smoke=16)]
-        tok = CharTokenizer.fit([r[k] for r in train for k in ("passage", "answer", "question")], min_count=2,
-                                max_size=ctx.pick(2000, None, smoke=None))
-        cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+        size = ctx.pick(64, 126, smoke=48)
+        train = build(load_cmrc2018("dev"), size, A_LEN, Q_LEN)[: ctx.pick(None, None, smoke=200)]
+        test = build(load_cmrc2018("trial"), size, A_LEN, Q_LEN)[: ctx.pick(150, None, smoke=16)]
+        tok = CharTokenizer.fit([r[k] for r in train for k in ("passage", "answer", "question")],
+                                min_count=2, max_size=ctx.pick(2000, None, smoke=None))
+        sep = tok.sep_token_id
         data = seq2seq.examples([tok.encode(r["passage"]) for r in train],
                                 [tok.encode(r["answer"]) + [sep] + tok.encode(r["question"]) for r in train],
-                                cls=cls, sep=sep, pad=pad)
+                                cls=tok.cls_token_id, sep=sep, pad=tok.pad_token_id)
         torch.manual_seed(ctx.seed)
-        model = seq2seq.small_unilm(tok.vocab_size, size + a_len + q_len + 4, hidden=ctx.pick(128, 256, smoke=32))
-        steps = ctx.pick(300, 5000, smoke=10)
-        last_loss = seq2seq.train(model, data, steps=steps, batch_size=ctx.pick(32, 32, smoke=8), lr=2e-3,
-                                  seed=ctx.seed)
-        lm = UniLM(model)
-        g = torch.Generator().manual_seed(ctx.seed)
+        model = seq2seq.small_unilm(tok.vocab_size, size + A_LEN + Q_LEN + 4, hidden=ctx.pick(128, 256, smoke=32))
+        steps, batch = ctx.pick(300, 5000, smoke=10), ctx.pick(32, 32, smoke=8)
+        metrics = {"train_loss": seq2seq.train(model, data, steps=steps, batch_size=batch, lr=2e-3, seed=ctx.seed)}
+        lm, g = UniLM(model), torch.Generator().manual_seed(ctx.seed)
         passages = [tok.encode(r["passage"]) for r in test]
-
-        # 1. answers: top-p 0.95 samples from [CLS] passage [SEP]
-        batch = seq2seq.prompts(passages, cls=cls, sep=sep, pad=pad)
-        ids = batch.pop("input_ids")
-        out = generate(lm, ids, a_len + 1, do_sample=True, top_p=0.95, generator=g,
-                       eos_token_id=sep, pad_token_id=pad, **batch)
-        answers = [seq2seq.until(row.tolist(), sep) for row in out]
-        answer_texts = [tok.decode(a) for a in answers]
-        in_passage = [is_span(a, p) for a, p in zip(answers, passages)]
-
-        # 2. questions for the gold answer: beam search and top-p sampling
-        def questions(answer_ids, **kw):
-            b = seq2seq.prompts(passages, [a + [sep] for a in answer_ids], cls=cls, sep=sep, pad=pad)
-            x = b.pop("input_ids")
-            rows = generate(lm, x, q_len + 1, eos_token_id=sep, pad_token_id=pad, **kw, **b)
-            return [tok.decode(seq2seq.until(r.tolist(), sep)) for r in rows]
-
+        # 1. answers: top-p 0.95 samples after [CLS] passage [SEP]
+        answers = sample_answers(lm, tok, passages, g)
+        metrics["answer_in_passage"] = 100.0 * sum(map(is_span, answers, passages)) / len(test)
+        metrics["answer_empty"] = 100.0 * sum(not a for a in answers) / len(test)
+        # 2. questions for the gold answer, by beam search and by top-p sampling, and the copy baseline
         gold = [tok.encode(r["answer"]) for r in test]
-        beam = questions(gold, num_beams=3)
-        top_p = questions(gold, do_sample=True, top_p=0.95, generator=g)
-        refs = [r["question"] for r in test]
-        metrics = {"answer_in_passage": 100.0 * sum(in_passage) / len(test),
-                   "answer_empty": 100.0 * sum(not a for a in answer_texts) / len(test),
-                   "train_loss": last_loss}
-        for name, hyps in (("beam", beam), ("top_p", top_p), ("copy", [r["sentence"] for r in test])):
-            metrics[f"{name}/bleu4"] = corpus_bleu([list(h) for h in hyps], [list(r) for r in refs])
-            metrics[f"{name}/rouge_l"] = sum(rouge_l([list(h) for h in hyps], [list(r) for r in refs])) / len(refs)
-
+        written = {"beam": write_questions(lm, tok, passages, gold, num_beams=3),
+                   "top_p": write_questions(lm, tok, passages, gold, do_sample=True, top_p=0.95, generator=g),
+                   "copy": [r["sentence"] for r in test]}
+        for name, hyps in written.items():
+            metrics[f"{name}/bleu4"], metrics[f"{name}/rouge_l"] = text_scores(hyps, [r["question"] for r in test])
         # 3. the post's pipeline on a few passages: sampled answer -> beam / top-p question
-        pipeline_beam = questions(answers[:4], num_beams=3)
-        pipeline_top_p = questions(answers[:4], do_sample=True, top_p=0.95, generator=g)
-        samples = [f"seed {ctx.seed}: {r['passage']} || sampled answer: {a} -> beam: {qb} / top-p: {qp} "
-                   f"|| gold: {r['answer']} -> {r['question']} (beam for gold answer: {b})"
-                   for r, a, qb, qp, b in zip(test, answer_texts, pipeline_beam, pipeline_top_p, beam)]
-        return Run(metrics, samples=samples, notes=[
-            (f"{len(train)} training and {len(test)} test examples (passages <= {size} characters), "
-            f"vocabulary {tok.vocab_size}; {steps} steps of batch 32; character-level BLEU-4 "
-            "(sacrebleu's corpus BLEU) and ROUGE-L F.")])
+        few = slice(0, 4)
+        beam = write_questions(lm, tok, passages[few], answers[few], num_beams=3)
+        top_p = write_questions(lm, tok, passages[few], answers[few], do_sample=True, top_p=0.95, generator=g)
+        samples = [f"seed {ctx.seed}: {r['passage']} || sampled answer: {tok.decode(a)} -> beam: {qb} / "
+                   f"top-p: {qp} || gold: {r['answer']} -> {r['question']} (beam for the gold answer: {b})"
+                   for r, a, qb, qp, b in zip(test[few], answers[few], beam, top_p, written["beam"][few])]
+        note = (f"{len(train)} training and {len(test)} test examples (passages <= {size} characters), "
+                f"vocabulary {tok.vocab_size}; {steps} steps of batch {batch}; character-level BLEU-4 "
+                "(sacrebleu's corpus BLEU) and ROUGE-L F.")
+        return Run(metrics, samples=samples, notes=[note])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
         rows = [[name, str(stats[f"{key}/bleu4"]), str(stats[f"{key}/rouge_l"])]
