@@ -22,7 +22,7 @@ import torch
 from kexue.evidence import Check, Claim, Context, Experiment, Run, Stats, markdown_table, register
 from kexue.experiments._shared import sentences
 
-GAMMA, STEPS = 0.8, 128
+GAMMA, STEPS, WIDTH = 0.8, 128, 22  # the author's γ, the post's steps, the longest sentence
 VARIANTS = ("mh", "random_mh", "annealed", "random_annealed", "keywords")
 
 
@@ -65,6 +65,51 @@ def contains_in_order(text: str, words: list[str]) -> bool:
     return True
 
 
+def train_models(tok, texts: list[str], hidden: int, steps: int, batch_size: int, cache_dir):
+    """A character GPT-2 (the LM of ρ) and BERT (the proposals) trained on ``texts``, once:
+    seed 0, weights cached under ``cache_dir`` so every seed of a run shares them."""
+    from kexue.models import GPT2, Bert, BertConfig, GPT2Config
+
+    torch.manual_seed(0)
+    lm = GPT2(GPT2Config(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=WIDTH + 2, bos_token_id=None,
+                         eos_token_id=tok.sep_token_id))
+    mlm = Bert(BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                          num_attention_heads=4, intermediate_size=4 * hidden, max_position_embeddings=WIDTH,
+                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), mlm=True, pooler=False)
+    key = {"clauses": len(texts), "vocab": tok.vocab_size, "hidden": hidden, "steps": steps, "batch": batch_size}
+    lm_data = torch.utils.data.TensorDataset(*sentences.batch(tok, texts, special=True))
+    mlm_data = torch.utils.data.TensorDataset(*sentences.batch(tok, texts, special=False))
+    mask_rng = torch.Generator().manual_seed(0)
+    losses = {
+        "lm_train_loss": sentences.train(lm, sentences.lm_loss, lm_data, steps=steps, seed=0,
+                                         batch_size=batch_size,
+                                         cache=sentences.cache_file(cache_dir, "mcmc-lm", **key)),
+        "mlm_train_loss": sentences.train(mlm, lambda m, b: sentences.mlm_loss(m, b, tok, mask_rng), mlm_data,
+                                          steps=steps, seed=0, batch_size=batch_size,
+                                          cache=sentences.cache_file(cache_dir, "mcmc-mlm", **key)),
+    }
+    return lm.eval(), mlm.eval(), losses
+
+
+def lm_scorer(lm, tok):
+    """``log p(x)`` ``(n,)`` of padded rows ``(n, L)`` with ``lengths``, ``[CLS] x [SEP]``."""
+    from kexue.generate.mcmc import sentence_log_prob
+
+    def log_p(ids, lengths):
+        return sentence_log_prob(lambda x: lm(x).logits, ids, lengths, bos_token_id=tok.cls_token_id,
+                                 eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
+    return log_p
+
+
+def unigram(tok, texts: list[str]) -> torch.Tensor:
+    """Character frequencies of ``texts`` over the vocabulary, special tokens at 0."""
+    counts = torch.bincount(sentences.batch(tok, texts, special=False)[0].flatten(),
+                            minlength=tok.vocab_size).double()
+    counts[: len(tok.SPECIAL_TOKENS)] = 0
+    return counts
+
+
 @register
 class MCMCKeywords(Experiment):
     name = "mcmc-keywords"
@@ -97,79 +142,49 @@ class MCMCKeywords(Experiment):
     def run(self, ctx: Context) -> Run:
         from kexue.data import CharTokenizer
         from kexue.generate import CGMH
-        from kexue.generate.mcmc import annealing_schedule, sentence_log_prob
-        from kexue.models import GPT2, Bert, BertConfig, GPT2Config
+        from kexue.generate.mcmc import annealing_schedule
 
         train = sentences.clauses("train", 8, 20, limit=ctx.pick(40_000, None, smoke=500))
-        held = sentences.clauses("valid", 8, 20)
         tok = CharTokenizer.fit(train, min_count=3, max_size=ctx.pick(1500, None, smoke=None))
-        held = [t for t in held if tok.unk_token_id not in tok.encode(t)]
-        width, hidden, steps = 22, ctx.pick(128, 256, smoke=32), ctx.pick(400, 3000, smoke=10)
-        size = ctx.pick(64, 64, smoke=8)
-        torch.manual_seed(0)  # the LM and MLM are tools shared by the seeds: trained once, seed 0
-        lm = GPT2(GPT2Config(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
-                             num_attention_heads=4, max_position_embeddings=width + 2, bos_token_id=None,
-                             eos_token_id=tok.sep_token_id))
-        mlm = Bert(BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
-                              num_attention_heads=4, intermediate_size=4 * hidden, max_position_embeddings=width,
-                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), mlm=True, pooler=False)
-        lm_data = torch.utils.data.TensorDataset(*sentences.batch(tok, train, special=True))
-        mlm_data = torch.utils.data.TensorDataset(*sentences.batch(tok, train, special=False))
-        unigram = torch.bincount(mlm_data.tensors[0].flatten(), minlength=tok.vocab_size).double()
-        unigram[: len(tok.SPECIAL_TOKENS)] = 0  # padding and special tokens
-        key = {"clauses": len(train), "vocab": tok.vocab_size, "hidden": hidden, "steps": steps, "batch": size}
-        lm_loss = sentences.train(lm, sentences.lm_loss, lm_data, steps=steps, seed=0, batch_size=size,
-                                  cache=sentences.cache_file(ctx.cache_dir, "mcmc-lm", **key))
-        mask_rng = torch.Generator().manual_seed(0)
-        mlm_loss = sentences.train(mlm, lambda m, b: sentences.mlm_loss(m, b, tok, mask_rng), mlm_data,
-                                   steps=steps, seed=0, batch_size=size,
-                                   cache=sentences.cache_file(ctx.cache_dir, "mcmc-mlm", **key))
-        g = torch.Generator().manual_seed(ctx.seed)
-        lm.eval()
-        mlm.eval()
-
-        def log_p(ids, lengths):
-            return sentence_log_prob(lambda x: lm(x).logits, ids, lengths, bos_token_id=tok.cls_token_id,
-                                     eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-
+        held = [t for t in sentences.clauses("valid", 8, 20) if tok.unk_token_id not in tok.encode(t)]
+        hidden, steps, size = ctx.pick(128, 256, smoke=32), ctx.pick(400, 3000, smoke=10), ctx.pick(64, 64, smoke=8)
+        lm, mlm, losses = train_models(tok, train, hidden, steps, size, ctx.cache_dir)
+        log_p = lm_scorer(lm, tok)
         cgmh = CGMH(lambda ids, mask: mlm(ids, mask).logits, lambda ids, n: GAMMA * log_p(ids, n),
                     mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
                     banned_token_ids=(tok.unk_token_id, tok.cls_token_id, tok.sep_token_id),
-                    min_length=1, max_length=width)
+                    min_length=1, max_length=WIDTH)
         rng = random.Random(1000 + ctx.seed)
         rng.shuffle(held)
         keywords = pick_keywords(held, ctx.pick(48, 200, smoke=6), rng)
         start = cgmh.init_keywords(keywords, tok)
-        results, stats = {}, {}
+        g, chars = torch.Generator().manual_seed(ctx.seed), unigram(tok, train)
+        metrics, results = dict(losses), {"keywords": (start.ids, start.lengths)}
         for name, taus in (("mh", 1.0), ("annealed", annealing_schedule(STEPS, 1.0, 0.05))):
             last, _, acceptance = cgmh.run(start, STEPS, temperatures=taus, generator=g)
             results[name] = (last.ids, last.lengths)
-            stats.update({f"{name}/{k}": 100.0 * v for k, v in acceptance.items()})
-        for name in ("mh", "annealed"):  # the baseline at each chain's final length
-            rand = random_insertion(keywords, results[name][1].tolist(), unigram, tok, g)
+            metrics.update({f"{name}/{k}": 100.0 * v for k, v in acceptance.items()})
+            rand = random_insertion(keywords, last.lengths.tolist(), chars, tok, g)
             ids, mask = sentences.batch(tok, [tok.decode(r) for r in rand], special=False)
-            results[f"random_{name}"] = (ids, mask.sum(1))
-        results["keywords"] = (start.ids, start.lengths)
-        metrics = {"lm_train_loss": lm_loss, "mlm_train_loss": mlm_loss, **stats}
+            results[f"random_{name}"] = (ids, mask.sum(1))  # the baseline at the chains' lengths
         texts = {}
-        with torch.no_grad():
-            for name, (ids, n) in results.items():
-                nll = -log_p(ids, n) / (n + 1).double()  # per token, the end included
-                metrics[f"{name}/nll_per_token"] = float(nll.mean())
-                metrics[f"{name}/length"] = float(n.double().mean())
-                texts[name] = [tok.decode(row[: int(k)].tolist()) for row, k in zip(ids, n)]
-                metrics[f"{name}/keyword_inclusion"] = 100.0 * sum(
-                    contains_in_order(t, w) for t, w in zip(texts[name], keywords)) / len(keywords)
-            real_ids, real_mask = sentences.batch(tok, held[-200:], special=False)
-            metrics["real/nll_per_token"] = float((-log_p(real_ids, real_mask.sum(1))
-                                                   / (real_mask.sum(1) + 1).double()).mean())
+        for name, (ids, n) in results.items():
+            texts[name] = [tok.decode(row[: int(k)].tolist()) for row, k in zip(ids, n)]
+            metrics[f"{name}/nll_per_token"] = float((-log_p(ids, n) / (n + 1)).mean())  # end included
+            metrics[f"{name}/length"] = float(n.double().mean())
+            metrics[f"{name}/keyword_inclusion"] = 100.0 * sum(
+                map(contains_in_order, texts[name], keywords)) / len(keywords)
+        real_ids, real_mask = sentences.batch(tok, held[-200:], special=False)
+        real_n = real_mask.sum(1)
+        metrics["real/nll_per_token"] = float((-log_p(real_ids, real_n) / (real_n + 1)).mean())
         samples = [f"seed {ctx.seed}: {'/'.join(w)} -> MH: {texts['mh'][i]} | annealed: "
                    f"{texts['annealed'][i]} | random insertion: {texts['random_mh'][i]}"
                    for i, w in enumerate(keywords[:6])]
-        return Run(metrics, samples=samples, notes=[
-            (f"{len(train)} training clauses (8-20 characters), vocabulary {tok.vocab_size}; LM and "
-            f"MLM hidden {hidden}, 2 layers, {steps} steps of batch 64 each; {len(keywords)} keyword "
-            f"pairs; {STEPS} MH steps, γ = {GAMMA}; loss per token includes the end token.")])
+        note = (f"{len(train)} training clauses (8-20 characters), vocabulary {tok.vocab_size}; LM and "
+                f"MLM hidden {hidden}, 2 layers, {steps} steps of batch {size} each, trained once and "
+                f"shared by the seeds (the seeds vary keywords and chains); {len(keywords)} keyword "
+                f"pairs; {STEPS} MH steps, γ = {GAMMA}; loss per token includes the end token.")
+        return Run(metrics, samples=samples, notes=[note])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
         rows = [[v, str(stats[f"{v}/nll_per_token"]), str(stats[f"{v}/length"]),
