@@ -45,6 +45,52 @@ def timed(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def train_pair(tok, texts: list[str], hidden: int, steps: int, batch_size: int, seed: int):
+    """A T-TA and a BERT (MLM) of the same size, the same steps on the same batches."""
+    from kexue.models import TTA, Bert, BertConfig
+
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=4 * hidden,
+                        max_position_embeddings=max(LENGTHS), hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    tta = TTA(config)
+    torch.manual_seed(seed)
+    bert = Bert(config, mlm=True, pooler=False)
+    data = torch.utils.data.TensorDataset(*sentences.batch(tok, texts, special=False))
+    g = torch.Generator().manual_seed(seed)
+    metrics = {
+        "tta/train_loss": sentences.train(tta, sentences.tta_loss, data, steps=steps, seed=seed,
+                                          batch_size=batch_size),
+        "bert/train_loss": sentences.train(bert, lambda m, b: sentences.mlm_loss(m, b, tok, g), data,
+                                           steps=steps, seed=seed, batch_size=batch_size),
+        "params_ratio": sum(p.numel() for p in tta.parameters()) / sum(p.numel() for p in bert.parameters()),
+    }
+    return tta.eval(), bert.eval(), metrics
+
+
+@torch.no_grad()
+def pll_per_token(tta, bert, tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo-log-likelihood per token of each text: T-TA's one pass, BERT's n masked passes."""
+    from kexue.models import masked_pseudo_log_likelihood
+
+    ids, mask = sentences.batch(tok, texts, special=False)
+    n = mask.sum(1).double()
+    return (tta.pseudo_log_likelihood(ids, mask).double() / n,
+            masked_pseudo_log_likelihood(bert, ids, tok.mask_token_id, mask).double() / n)
+
+
+@torch.no_grad()
+def scoring_times(tta, bert, ids: torch.Tensor, mask_token_id: int, tta_repeats: int,
+                  bert_repeats: int) -> tuple[float, float]:
+    """Seconds to score ``ids`` ``(batch, n)``: T-TA's pass, BERT's ``n`` masked copies (one batch)."""
+    from kexue.models import masked_pseudo_log_likelihood
+
+    return (timed(lambda: tta.pseudo_log_likelihood(ids), tta_repeats),
+            timed(lambda: masked_pseudo_log_likelihood(bert, ids, mask_token_id, batch_size=ids.numel()),
+                  bert_repeats))
+
+
 @register
 class TTAScoring(Experiment):
     name = "tta"
@@ -73,69 +119,41 @@ class TTAScoring(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
+        from scipy.stats import spearmanr
+
         from kexue.data import CharTokenizer
-        from kexue.models import TTA, Bert, BertConfig, masked_pseudo_log_likelihood
 
         train = sentences.clauses("train", 8, 32, limit=ctx.pick(40_000, None, smoke=400))
         tok = CharTokenizer.fit(train, min_count=3, max_size=ctx.pick(1500, None, smoke=None))
         held = [t for t in sentences.clauses("valid", 8, 32) if tok.unk_token_id not in tok.encode(t)]
         held = random.Random(ctx.seed).sample(held, ctx.pick(300, 1000, smoke=20))
         hidden, steps = ctx.pick(128, 256, smoke=32), ctx.pick(200, 4000, smoke=10)
-        config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
-                            num_attention_heads=4, intermediate_size=4 * hidden,
-                            max_position_embeddings=max(LENGTHS), hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0)
-        torch.manual_seed(ctx.seed)
-        tta = TTA(config)
-        torch.manual_seed(ctx.seed)
-        bert = Bert(config, mlm=True, pooler=False)
-        data = torch.utils.data.TensorDataset(*sentences.batch(tok, train, special=False))
-        g = torch.Generator().manual_seed(ctx.seed)
-        size = ctx.pick(64, 64, smoke=8)
-        tta_loss = sentences.train(tta, sentences.tta_loss, data, steps=steps, seed=ctx.seed, batch_size=size)
-        bert_loss = sentences.train(bert, lambda m, b: sentences.mlm_loss(m, b, tok, g), data,
-                                    steps=steps, seed=ctx.seed, batch_size=size)
-        tta.eval()
-        bert.eval()
-        params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("tta", tta), ("bert", bert))}
-
-        def pll(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-            ids, mask = sentences.batch(tok, texts, special=False)
-            n = mask.sum(1).double()
-            with torch.no_grad():
-                a = tta.pseudo_log_likelihood(ids, mask).double() / n
-                b = masked_pseudo_log_likelihood(bert, ids, tok.mask_token_id, mask).double() / n
-            return a, b
-
-        from scipy.stats import spearmanr
-
-        real_tta, real_bert = pll(held)
+        tta, bert, metrics = train_pair(tok, train, hidden, steps, ctx.pick(64, 64, smoke=8), ctx.seed)
         rng = random.Random(ctx.seed)
         shuffled = ["".join(rng.sample(t, len(t))) for t in held]
-        fake_tta, fake_bert = pll(shuffled)
-        metrics = {
+        (real_tta, real_bert), (fake_tta, fake_bert) = (pll_per_token(tta, bert, tok, texts)
+                                                        for texts in (held, shuffled))
+        metrics.update({
             "spearman": float(spearmanr(real_tta.numpy(), real_bert.numpy()).statistic),
             "tta/discrimination": 100.0 * float((real_tta > fake_tta).double().mean()),
             "bert/discrimination": 100.0 * float((real_bert > fake_bert).double().mean()),
             "tta/pll_per_token": float(real_tta.mean()), "bert/pll_per_token": float(real_bert.mean()),
-            "tta/train_loss": tta_loss, "bert/train_loss": bert_loss,
-            "params_ratio": params["tta"] / params["bert"],
-        }
+        })
         batch = ctx.pick(4, 8, smoke=1)
-        with torch.no_grad():
-            for n in ctx.pick(LENGTHS, LENGTHS, smoke=(16, 128)):
-                ids = torch.randint(len(tok.SPECIAL_TOKENS), tok.vocab_size, (batch, n), generator=g)
-                t_tta = timed(lambda ids=ids: tta.pseudo_log_likelihood(ids), ctx.pick(5, 9, smoke=1))
-                t_bert = timed(lambda ids=ids: masked_pseudo_log_likelihood(
-                    bert, ids, tok.mask_token_id, batch_size=ids.numel()), ctx.pick(2, 5, smoke=1))
-                metrics[f"speedup/n{n}"] = t_bert / t_tta
-                metrics[f"tta/ms_n{n}"], metrics[f"bert/ms_n{n}"] = 1e3 * t_tta, 1e3 * t_bert
-        return Run(metrics, notes=[
-            (f"{len(train)} training clauses (8-32 characters), vocabulary {tok.vocab_size}; both models "
-            f"hidden {hidden}, 2 layers ({params['tta'] / 1e6:.2f}M vs {params['bert'] / 1e6:.2f}M "
-            f"parameters), {steps} steps of batch 64; BERT masks 15% (80/10/10), T-TA predicts every "
-            f"token; {len(held)} held-out clauses; timing: {batch} sentences of n random characters, "
-            "BERT's n masked copies in one batch, median of repeated calls.")])
+        g = torch.Generator().manual_seed(ctx.seed)
+        for n in ctx.pick(LENGTHS, LENGTHS, smoke=(16, 128)):
+            ids = torch.randint(len(tok.SPECIAL_TOKENS), tok.vocab_size, (batch, n), generator=g)
+            t_tta, t_bert = scoring_times(tta, bert, ids, tok.mask_token_id, ctx.pick(5, 9, smoke=1),
+                                          ctx.pick(2, 5, smoke=1))
+            metrics[f"speedup/n{n}"] = t_bert / t_tta
+            metrics[f"tta/ms_n{n}"], metrics[f"bert/ms_n{n}"] = 1e3 * t_tta, 1e3 * t_bert
+        size = sum(p.numel() for p in tta.parameters()) / 1e6
+        note = (f"{len(train)} training clauses (8-32 characters), vocabulary {tok.vocab_size}; both models "
+                f"hidden {hidden}, 2 layers ({size:.2f}M parameters each, ratio {metrics['params_ratio']:.3f}), "
+                f"{steps} steps of batch 64; BERT masks 15% (80/10/10), T-TA predicts every token; "
+                f"{len(held)} held-out clauses; timing: {batch} sentences of n random characters, BERT's n "
+                "masked copies in one batch (the MLM head at the masked position only), median of repeated calls.")
+        return Run(metrics, notes=[note])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
         lengths = [n for n in LENGTHS if f"speedup/n{n}" in stats]
