@@ -190,37 +190,6 @@ def test_unilm_loss_equals_direct_computation():
         unilm_loss(logits, ids, seg[:, :5])
 
 
-def _greedy_without_cache(model, source, eos, steps):
-    ids = source.clone()
-    seg = torch.zeros_like(ids)
-    out = []
-    for _ in range(steps):
-        mask = unilm_mask(seg)
-        with torch.no_grad():
-            logits = model(ids, mask, seg).logits
-        nxt = logits[:, -1].argmax(-1)
-        out.append(int(nxt))
-        if int(nxt) == eos:
-            break
-        ids = torch.cat([ids, nxt[:, None]], 1)
-        seg = torch.cat([seg, torch.ones(1, 1, dtype=torch.long)], 1)
-    return out
-
-
-@pytest.mark.parametrize("scale", ["sqrt", "entropy"])
-def test_generate_seq2seq_cache_equals_full_recompute(scale):
-    torch.manual_seed(3)
-    model = _small(mlm=True, attention={"scale": scale}).eval()
-    src = torch.tensor([[1, 7, 8, 9, 2], [1, 5, 6, 2, 0]])
-    am = torch.tensor([[1] * 5, [1, 1, 1, 1, 0]])
-    eos = 2
-    got = model.generate_seq2seq(src, 8, eos, attention_mask=am)
-    for b in range(2):
-        ref = _greedy_without_cache(model, src[b : b + 1, : int(am[b].sum())], eos, 8)
-        assert got[b, : len(ref)].tolist() == ref
-        assert (got[b, len(ref) :] == model.config.pad_token_id).all()
-
-
 def test_bad_input(tmp_path, minilm_path):
     model = _small()
     with pytest.raises(ValueError, match=r"integer \(batch, seq\)"):
@@ -298,3 +267,36 @@ def test_every_rope_variant(tmp_path, options):
         _small(position_embedding_type="rope", rope_options={"window_size": 8})
     with pytest.raises(ValueError, match="need position_embedding_type='rope'"):
         _small(rope_options=options)
+
+
+def test_mlm_positions_apply_the_head_where_asked():
+    torch.manual_seed(0)
+    model = _small(mlm=True).eval()
+    ids = torch.randint(0, 40, (2, 7))
+    at = torch.zeros(2, 7, dtype=torch.bool)
+    at[0, 3] = at[1, 0] = at[1, 6] = True
+    with torch.no_grad():
+        full = model(ids).logits
+        some = model(ids, mlm_positions=at).logits
+    torch.testing.assert_close(some, full[at])
+    with pytest.raises(ValueError, match=r"mlm_positions must be \(batch, seq\) = \(2, 7\)"):
+        model(ids, mlm_positions=at[:, :3])
+
+
+def test_unilm_targets_give_the_unilm_loss_with_the_head_on_targets_only():
+    from kexue.models import unilm_targets
+
+    torch.manual_seed(2)
+    model = _small(mlm=True).eval()
+    ids = torch.randint(5, 40, (3, 9))
+    seg = torch.tensor([[0] * 4 + [1] * 5, [0] * 6 + [1] * 3, [0] * 3 + [1] * 4 + [0] * 2])
+    am = torch.ones_like(ids)
+    am[2, 7:] = 0
+    mask = unilm_mask(seg, am)
+    with torch.no_grad():
+        want = unilm_loss(model(ids, mask, seg).logits, ids, seg, am)
+        positions, targets = unilm_targets(ids, seg, am)
+        got = torch.nn.functional.cross_entropy(
+            model(ids, mask, seg, mlm_positions=positions).logits, targets)
+    torch.testing.assert_close(got, want)
+    assert int(positions.sum()) == 5 + 3 + 4 and not positions[:, -1].any()  # every target token

@@ -2,7 +2,7 @@ import pytest
 import torch
 import transformers
 
-from kexue.models import GPT2, GPT2Config, filter_logits
+from kexue.models import GPT2, GPT2Config, GPT2Output
 
 transformers.logging.set_verbosity_error()
 
@@ -29,7 +29,7 @@ def test_logits_equal_transformers(pair):
     ref, ours, _ = pair
     ids = torch.randint(0, 101, (3, 17))
     with torch.no_grad():
-        torch.testing.assert_close(ours(ids), ref(ids).logits, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(ids).logits, ref(ids).logits, rtol=0, atol=1e-5)
     assert ours.config.intermediate_size is None and ours.config.inner_size == 128
 
 
@@ -40,7 +40,7 @@ def test_logits_equal_transformers_left_padding(pair):
     am[1, :3] = 0
     pos = (am.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
-        a = ours(ids, attention_mask=am)
+        a = ours(ids, attention_mask=am).logits
         b = ref(ids, attention_mask=am, position_ids=pos).logits
     real = am.bool()
     torch.testing.assert_close(a[real], b[real], rtol=0, atol=1e-5)
@@ -51,57 +51,14 @@ def test_kv_cache_logits_equal_full(pair):
     ids = torch.randint(0, 101, (2, 12))
     with torch.no_grad():
         full = ours(ids)
-        a, cache = ours(ids[:, :5], use_cache=True)
-        b, cache = ours(ids[:, 5:6], cache, use_cache=True)
-        c, cache = ours(ids[:, 6:], cache, use_cache=True)
-    torch.testing.assert_close(torch.cat([a, b, c], 1), full, rtol=1e-5, atol=1e-5)
+        a = ours(ids[:, :5], use_cache=True)
+        b = ours(ids[:, 5:6], a.past_key_values, use_cache=True)
+        c = ours(ids[:, 6:], b.past_key_values, use_cache=True)
+    assert isinstance(full, GPT2Output) and full.past_key_values is None
+    torch.testing.assert_close(torch.cat([a.logits, b.logits, c.logits], 1), full.logits,
+                               rtol=1e-5, atol=1e-5)
+    cache = c.past_key_values
     assert len(cache) == 2 and cache[0][0].shape == (2, 4, 12, 8)
-
-
-def test_generate_greedy_cache_equals_no_cache_and_transformers(pair):
-    ref, ours, _ = pair
-    prompt = torch.randint(0, 101, (2, 4))
-    with_cache = ours.generate(prompt, 10)
-    without = ours.generate(prompt, 10, use_cache=False)
-    assert torch.equal(with_cache, without) and with_cache.shape == (2, 14)
-    hf = ref.generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=0,
-                      attention_mask=torch.ones_like(prompt))  # fmt: skip
-    assert torch.equal(with_cache, hf)
-
-
-def test_generate_sampling_cache_equals_no_cache(pair):
-    _, ours, _ = pair
-    prompt = torch.randint(0, 101, (3, 3))
-    kw = {"do_sample": True, "temperature": 0.8, "top_k": 20, "top_p": 0.9}
-    a = ours.generate(prompt, 12, generator=torch.Generator().manual_seed(5), **kw)
-    b = ours.generate(prompt, 12, generator=torch.Generator().manual_seed(5), use_cache=False, **kw)
-    c = ours.generate(prompt, 12, generator=torch.Generator().manual_seed(6), **kw)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-
-
-def test_generate_stops_at_eos(pair):
-    _, ours, _ = pair
-    prompt = torch.randint(0, 101, (2, 3))
-    greedy = ours.generate(prompt, 6)
-    eos = int(greedy[0, -1])  # a token row 0 certainly produces
-    out = ours.generate(prompt, 6, eos_token_id=eos)
-    assert out.shape[1] <= greedy.shape[1]
-    for row, ref in zip(out, greedy):
-        hits = (ref[3:] == eos).nonzero()
-        end = 3 + int(hits[0]) if len(hits) else len(ref) - 1
-        assert torch.equal(row[: end + 1], ref[: end + 1])  # same tokens up to the first eos
-        assert (row[end + 1 :] == eos).all()  # then padded with eos
-    assert (out[:, -1] == eos).all() or out.shape[1] == greedy.shape[1]
-
-
-def test_filter_logits():
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
-    assert torch.isinf(filter_logits(logits, top_p=0.8)).tolist() == [[False, False, True, True]]
-    assert torch.isinf(filter_logits(logits, top_p=0.81)).tolist() == [[False, False, False, True]]
-    assert torch.isinf(filter_logits(logits, top_p=0.1)).tolist() == [[False, True, True, True]]
-    shuffled = logits[:, [2, 0, 3, 1]]
-    assert torch.isinf(filter_logits(shuffled, top_p=0.8)).tolist() == [[True, False, True, False]]
 
 
 def test_save_pretrained_round_trip(pair, tmp_path):
@@ -124,7 +81,7 @@ def test_recompute_and_options():
     def grads():
         torch.manual_seed(1)
         model.zero_grad()
-        model(ids).logsumexp(-1).sum().backward()
+        model(ids).logits.logsumexp(-1).sum().backward()
         return [p.grad.clone() for p in model.parameters()]
 
     g0 = grads()
@@ -135,12 +92,8 @@ def test_recompute_and_options():
 
 def test_bad_input(pair, tmp_path):
     _, ours, _ = pair
-    with pytest.raises(ValueError, match="prompt length 40 \\+ max_new_tokens 10 exceeds"):
-        ours.generate(torch.zeros(1, 40, dtype=torch.long), 10)
-    with pytest.raises(ValueError, match="top_p must be in"):
-        ours.generate(torch.zeros(1, 4, dtype=torch.long), 2, do_sample=True, top_p=1.5)
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        ours.generate(torch.zeros(1, 4, dtype=torch.long), 2, do_sample=True, temperature=0.0)
+    with pytest.raises(ValueError, match="position id 48 is out of range"):
+        ours(torch.zeros(1, 49, dtype=torch.long))
     with pytest.raises(ValueError, match=r"attention_mask must be \(batch, past \+ seq\)"):
         ours(torch.zeros(1, 4, dtype=torch.long), attention_mask=torch.ones(1, 5))
     with pytest.raises(ValueError, match="integer"):
@@ -184,11 +137,11 @@ def test_rope_variant_from_config_call_or_apply_rope(options):
     model.load_state_dict(plain.state_dict())
     ids = torch.randint(0, 30, (2, 20))
     with torch.no_grad():
-        out = model(ids)
-        torch.testing.assert_close(plain(ids, rope=RoPE(8, **options)), out, rtol=0, atol=0)
-        torch.testing.assert_close(model(ids[:, :8]), plain(ids[:, :8]))
-        assert (out - plain(ids)).abs().max() > 1e-5
-        torch.testing.assert_close(apply_rope(plain, **options)(ids), out, rtol=0, atol=0)
+        out = model(ids).logits
+        torch.testing.assert_close(plain(ids, rope=RoPE(8, **options)).logits, out, rtol=0, atol=0)
+        torch.testing.assert_close(model(ids[:, :8]).logits, plain(ids[:, :8]).logits)
+        assert (out - plain(ids).logits).abs().max() > 1e-5
+        torch.testing.assert_close(apply_rope(plain, **options)(ids).logits, out, rtol=0, atol=0)
 
 
 def test_rope_decoder_cache_padding_and_round_trip(tmp_path):
@@ -201,20 +154,21 @@ def test_rope_decoder_cache_padding_and_round_trip(tmp_path):
     ntk = RoPE(8, variant="ntk", scale=2.0)
     with torch.no_grad():
         for rope in (None, ntk):
-            full = model(ids, rope=rope)
-            a, cache = model(ids[:, :5], use_cache=True, rope=rope)
-            b, _ = model(ids[:, 5:], cache, use_cache=True, rope=rope)
+            full = model(ids, rope=rope).logits
+            first = model(ids[:, :5], use_cache=True, rope=rope)
+            a, cache = first.logits, first.past_key_values
+            b = model(ids[:, 5:], cache, use_cache=True, rope=rope).logits
             torch.testing.assert_close(torch.cat([a, b], 1), full, rtol=1e-5, atol=1e-5)
         # left padding: the padded row's real tokens get the unpadded row's logits
         am = torch.ones(2, 12, dtype=torch.long)
         am[1, :4] = 0
-        padded = model(ids, attention_mask=am)
-        torch.testing.assert_close(padded[1, 4:], model(ids[1:, 4:])[0], rtol=1e-5, atol=1e-5)
+        padded = model(ids, attention_mask=am).logits
+        torch.testing.assert_close(padded[1, 4:], model(ids[1:, 4:]).logits[0], rtol=1e-5, atol=1e-5)
     model.save_pretrained(tmp_path)
     again = GPT2.from_pretrained(tmp_path).eval()
     assert again.config == model.config and again.rope is not None
     with torch.no_grad():
-        torch.testing.assert_close(again(ids), model(ids), rtol=0, atol=0)
+        torch.testing.assert_close(again(ids).logits, model(ids).logits, rtol=0, atol=0)
 
 
 def test_rope_decoder_window_mask_and_bidirectional():
@@ -228,15 +182,15 @@ def test_rope_decoder_window_mask_and_bidirectional():
     with torch.no_grad():
         # a window of 3 keys: in one layer, position i >= 3 cannot see token 0
         mask = window_mask(10, 3)[None]
-        a, b = model(ids, attention_mask=mask), model(changed, attention_mask=mask)
+        a, b = model(ids, attention_mask=mask).logits, model(changed, attention_mask=mask).logits
         torch.testing.assert_close(a[0, 3:], b[0, 3:], rtol=0, atol=0)
         assert not torch.allclose(a[0, :3], b[0, :3])
-        torch.testing.assert_close(model(ids, attention_mask=window_mask(10, 10)[None]), model(ids))
+        torch.testing.assert_close(model(ids, attention_mask=window_mask(10, 10)[None]).logits, model(ids).logits)
         # is_causal=False: the first position sees the last token
         last = ids.clone()
         last[0, -1] = (ids[0, -1] + 1) % 30
-        assert torch.equal(model(ids)[0, 0], model(last)[0, 0])
-        assert not torch.allclose(model(ids, is_causal=False)[0, 0], model(last, is_causal=False)[0, 0])
+        assert torch.equal(model(ids).logits[0, 0], model(last).logits[0, 0])
+        assert not torch.allclose(model(ids, is_causal=False).logits[0, 0], model(last, is_causal=False).logits[0, 0])
 
 
 def test_rope_decoder_bad_input(pair):

@@ -6,6 +6,7 @@ the package or the user data cache (where :func:`get` downloads the research-use
 and the ``load_*`` readers return plain lists.
 """
 
+from kexue.data.cpm import CPMTokenizer
 from kexue.data.download import DownloadError, get
 from kexue.data.masking import mask_tokens
 from kexue.data.pretrained import PretrainedModelMissing, minilm_path
@@ -43,6 +44,7 @@ from kexue.data.tokenizers import CharTokenizer, WordPieceTokenizer
 __all__ = [
     "BUNDLED_ROOT",
     "DATASETS",
+    "CPMTokenizer",
     "CharTokenizer",
     "DataSet",
     "DownloadError",

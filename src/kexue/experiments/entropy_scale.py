@@ -74,7 +74,7 @@ def mlm_accuracy(model, val: torch.Tensor, length: int, tokens: int, mask_id: in
     inputs, targets = inputs.view(-1, length), targets.view(-1, length)
     correct = total = 0
     for i in range(0, len(inputs), batch_size):
-        logits = model(inputs[i:i + batch_size], is_causal=False)
+        logits = model(inputs[i:i + batch_size], is_causal=False).logits
         t = targets[i:i + batch_size]
         keep = t != -100
         correct += int((logits.argmax(-1)[keep] == t[keep]).sum())
@@ -112,7 +112,7 @@ class EntropyScale(Experiment):
         def mlm_loss(model, batch):
             # id 0 (unknown) is never a target; replacements never draw [MASK] (the last id)
             inputs, targets = mask_tokens(batch[0], corpus.mask_id, corpus.mask_id, num_special=1)
-            logits = model(inputs, is_causal=False)
+            logits = model(inputs, is_causal=False).logits
             return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
                                                      ignore_index=-100)
 

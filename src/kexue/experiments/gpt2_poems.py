@@ -59,6 +59,7 @@ class GPT2Poems(Experiment):
 
     def run(self, ctx: Context) -> Run:
         from kexue.data import CharTokenizer, load_tang_poems
+        from kexue.generate import CausalLM, generate
         from kexue.models import GPT2, GPT2Config
         from kexue.train import TrainConfig, fit
 
@@ -79,7 +80,7 @@ class GPT2Poems(Experiment):
 
         def lm_loss(m, batch):
             x = batch[0]
-            return F.cross_entropy(m(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+            return F.cross_entropy(m(x[:, :-1]).logits.flatten(0, 1), x[:, 1:].flatten())
 
         steps = ctx.pick(800, 5000, smoke=20)
         fit(model, lm_loss, TensorDataset(train), TrainConfig(
@@ -93,8 +94,9 @@ class GPT2Poems(Experiment):
         samples = []
         for prompt in PROMPTS:
             ids = torch.tensor([tok.encode(prompt)])
-            out = model.generate(ids, block - 1, do_sample=True, top_p=0.95, generator=g,
-                                 eos_token_id=tok.sep_token_id)
+            new = generate(CausalLM(model), ids, block - 1, do_sample=True, top_p=0.95,
+                           generator=g, eos_token_id=tok.sep_token_id)
+            out = torch.cat([ids, new], dim=1)
             samples.append(f"seed {ctx.seed}, prompt {prompt}: "
                            + tok.decode(out[0].tolist()).replace("\n", " / "))
         return Run(

@@ -57,6 +57,7 @@ def seq2seq_loss(model: torch.nn.Module, batch: tuple[Tensor, ...], unilm: bool)
 @torch.no_grad()
 def exact_match(model: torch.nn.Module, data: TensorDataset, unilm: bool, max_len: int) -> float:
     """Greedy decoding of every target; percent of targets reproduced exactly (with [SEP])."""
+    from kexue.generate import UniLM, generate
 
     model.eval()
     ids, _seg, _mask, src_len = data.tensors
@@ -66,7 +67,7 @@ def exact_match(model: torch.nn.Module, data: TensorDataset, unilm: bool, max_le
         src = ids[rows, :length]
         want = ids[rows, length : 2 * length - 1]  # reversed digits and [SEP]
         if unilm:
-            got = model.generate_seq2seq(src, want.shape[1], eos_token_id=SEP)
+            got = generate(UniLM(model), src, want.shape[1], eos_token_id=SEP, pad_token_id=PAD)
         else:  # bidirectional: re-encode the whole prefix at every step (no cache is valid)
             x, got = src, []
             for _ in range(want.shape[1]):

@@ -172,13 +172,16 @@ class Bert(nn.Module):
         attn_bias: Tensor | None = None,
         past_key_values: tuple[KVCache, ...] | None = None,
         use_cache: bool = False,
+        mlm_positions: Tensor | None = None,
     ) -> BertOutput:
         """Encode ``input_ids`` ``(batch, seq)``.
 
         ``attention_mask``: ``(batch, keys)`` 0/1 padding, or a boolean ``(batch, seq,
         keys)`` mask such as :func:`~kexue.nn.unilm_mask` (True = may attend); ``keys``
         includes cached positions. ``is_causal`` adds the LM mask; ``attn_bias`` is an
-        additive logit bias ``(batch|1, heads|1, seq, keys)``.
+        additive logit bias ``(batch|1, heads|1, seq, keys)``. ``mlm_positions``, a
+        boolean ``(batch, seq)`` mask, applies the MLM head only there: ``logits`` is then
+        ``(selected, vocab)`` in row-major order (the head's cost is its vocabulary).
         """
         check_input_ids(input_ids, self.config.vocab_size)
         b, t = input_ids.shape
@@ -203,22 +206,12 @@ class Bert(nn.Module):
             output_hidden_states=output_hidden_states,
         )  # fmt: skip
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
-        logits = self.mlm_logits(x) if self.mlm is not None else None
+        logits = None
+        if self.mlm is not None:
+            if mlm_positions is not None and mlm_positions.shape != (b, t):
+                raise ValueError(f"mlm_positions must be (batch, seq) = {(b, t)}, got {tuple(mlm_positions.shape)}")
+            logits = self.mlm_logits(x if mlm_positions is None else x[mlm_positions.bool()])
         return BertOutput(x, pooled, hidden, logits, presents)
-
-    # ------------------------------------------------------------------ seq2seq
-
-    def generate_seq2seq(
-        self,
-        source_ids: Tensor,
-        max_new_tokens: int,
-        eos_token_id: int,
-        attention_mask: Tensor | None = None,
-    ) -> Tensor:
-        """Greedy UniLM decoding, see :func:`kexue.models.unilm.unilm_generate`."""
-        from kexue.models.unilm import unilm_generate
-
-        return unilm_generate(self, source_ids, max_new_tokens, eos_token_id, attention_mask)
 
     # ------------------------------------------------------------------ checkpoints
 

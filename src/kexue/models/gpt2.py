@@ -1,18 +1,20 @@
 """GPT-2 (and CPM-LM, which is GPT-2): a pre-LN decoder with learned positions, a tied
-output head, a KV cache and sampling; with ``position_embedding_type="rope"``, the same
-decoder with rotary positions (any :class:`~kexue.nn.RoPE` variant, swappable at
-inference time).
+output head, a KV cache; with ``position_embedding_type="rope"``, the same decoder
+with rotary positions (any :class:`~kexue.nn.RoPE` variant, swappable at inference
+time). Decoding (greedy, sampling, beam search) is :func:`kexue.generate.generate`
+with the :class:`kexue.generate.CausalLM` adapter.
 
 跟风玩玩目前最大的中文GPT2模型（bert4keras） (2020-11-20, https://kexue.fm/archives/7912):
 CPM-LM is OpenAI's GPT-2 architecture — pre-LayerNorm blocks and a final LayerNorm,
 learned absolute positions, input and output embeddings tied, tanh-GELU. Its
-tokenizer is :class:`kexue.models.cpm.CPMTokenizer`.
+tokenizer is :class:`kexue.data.CPMTokenizer`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +40,12 @@ from kexue.nn.rope import RoPE
 from kexue.nn.transformer import Transformer
 
 Cache = tuple[KVCache, ...]
+
+
+@dataclass
+class GPT2Output:
+    logits: Tensor  # (batch, seq, vocab)
+    past_key_values: Cache | None = None  # per layer (keys, values) when use_cache
 
 
 class GPT2(nn.Module):
@@ -108,9 +116,9 @@ class GPT2(nn.Module):
         *,
         rope: RoPE | None = None,
         is_causal: bool = True,
-    ) -> Tensor | tuple[Tensor, Cache]:
-        """``input_ids`` ``(batch, seq)`` -> logits ``(batch, seq, vocab)``, and the
-        updated cache as a second value when ``use_cache``.
+    ) -> GPT2Output:
+        """``input_ids`` ``(batch, seq)`` -> :class:`GPT2Output` with the logits ``(batch,
+        seq, vocab)`` and, when ``use_cache``, the updated cache.
 
         ``attention_mask``: ``(batch, past + seq)`` 0/1 marks padding keys (for
         left-padded batches; positions then count real tokens only), or a boolean
@@ -151,71 +159,7 @@ class GPT2(nn.Module):
             use_cache=use_cache,
         )
         logits = F.linear(self.ln_f(x), self.wte.weight)  # tied head, (batch, seq, vocab)
-        return (logits, presents) if use_cache else logits
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        do_sample: bool = False,
-        eos_token_id: int | None = None,
-        generator: torch.Generator | None = None,
-        *,
-        attention_mask: Tensor | None = None,
-        use_cache: bool = True,
-    ) -> Tensor:
-        """Continue ``input_ids`` ``(batch, prompt)`` by up to ``max_new_tokens`` tokens.
-
-        Greedy unless ``do_sample``; sampling divides logits by ``temperature`` and keeps
-        the ``top_k`` most likely tokens and/or the smallest set whose probability
-        reaches ``top_p`` (nucleus). A row that produced ``eos_token_id`` is padded
-        with it. Returns ``(batch, prompt + new)``; stops early when all rows ended.
-        ``use_cache=False`` re-encodes the whole sequence each step (a reference)."""
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if do_sample and not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if top_p is not None and not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        limit = self.config.max_position_embeddings
-        if input_ids.shape[1] + max_new_tokens > limit:
-            raise ValueError(
-                f"prompt length {input_ids.shape[1]} + max_new_tokens {max_new_tokens} exceeds "
-                f"max_position_embeddings {limit}"
-            )
-        was_training = self.training
-        self.eval()
-        seq, mask, cache = input_ids, attention_mask, None
-        step_ids = input_ids
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for _ in range(max_new_tokens):
-            if use_cache:
-                logits, cache = self(step_ids, cache, use_cache=True, attention_mask=mask)
-            else:
-                logits = self(seq, attention_mask=mask)
-            logits = logits[:, -1].float()  # (batch, vocab)
-            if do_sample:
-                probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-                next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            else:
-                next_ids = logits.argmax(dim=-1)
-            if eos_token_id is not None:
-                next_ids = next_ids.masked_fill(finished, eos_token_id)
-                finished |= next_ids == eos_token_id
-            seq = torch.cat([seq, next_ids[:, None]], dim=1)
-            step_ids = next_ids[:, None]
-            if mask is not None:
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            if bool(finished.all()):
-                break
-        self.train(was_training)
-        return seq
+        return GPT2Output(logits, presents)
 
     @classmethod
     def from_pretrained(
@@ -251,19 +195,3 @@ def _boolean_mask(mask: Tensor, b: int, t: int, k: int) -> Tensor:
         )
     return mask[:, None]
 
-
-def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
-    """Set to ``-inf`` all logits ``(batch, vocab)`` outside the ``top_k`` largest and
-    outside the nucleus: the smallest set of most likely tokens whose probability sum
-    reaches ``top_p`` (the most likely token is always kept)."""
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        before = probs.cumsum(dim=-1) - probs  # probability mass of strictly better tokens
-        drop_sorted = before >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits

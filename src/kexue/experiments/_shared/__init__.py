@@ -2,6 +2,8 @@
 
 ``classification``: small text classifiers, data as tensors, metrics; ``lm``: the training
 and evaluation harness of a RoPE language model (``kexue.models.GPT2``) for the attention
-experiments; ``sts``: sentence-similarity scoring and whitening variants; ``zh_encoder``: a
+experiments; ``sentences``: sentiment clauses
+and small character LM / MLM / T-TA training; ``seq2seq``: UniLM rows, prompts and
+training; ``sts``: sentence-similarity scoring and whitening variants; ``zh_encoder``: a
 small Chinese BERT pretrained here.
 """

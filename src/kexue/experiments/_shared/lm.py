@@ -132,7 +132,7 @@ def training_windows(ids: Tensor, length: int, stride: int | None = None) -> Ten
 
 def lm_loss(model: GPT2, batch) -> Tensor:
     x = batch[0]
-    return F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+    return F.cross_entropy(model(x[:, :-1]).logits.flatten(0, 1), x[:, 1:].flatten())
 
 
 def train_cached(config: LMConfig, windows: Tensor, *, steps: int, seed: int, cache_dir: Path,
@@ -178,7 +178,7 @@ def tail_loss(model: GPT2, val: Tensor, ends: list[int], length: int, last: int,
     total, count = 0.0, 0
     for i in range(0, len(ends), batch_size):
         rows = torch.stack([val[e - length: e + 1] for e in ends[i:i + batch_size]])
-        logits = model(rows[:, :-1], rope=rope, attention_mask=mask)[:, -last:]
+        logits = model(rows[:, :-1], rope=rope, attention_mask=mask).logits[:, -last:]
         loss = F.cross_entropy(logits.flatten(0, 1), rows[:, -last:].flatten(), reduction="sum")
         total, count = total + float(loss), count + rows.shape[0] * last
     return total / count

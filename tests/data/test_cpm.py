@@ -5,8 +5,7 @@ pytest.importorskip("sentencepiece")
 
 import jieba
 
-from kexue.data import load_sentiment
-from kexue.models.cpm import CPMTokenizer
+from kexue.data import CPMTokenizer, load_sentiment
 
 
 @pytest.fixture(scope="module")
