@@ -261,3 +261,25 @@ def test_bad_input(tmp_path, minilm_path):
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "config.json").write_text("{}")
         Bert.from_pretrained(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("task", ["BertForSequenceClassification", "BertForQuestionAnswering"])
+def test_task_checkpoint_keeps_its_head(tmp_path, task):
+    """A task model's folder loads without strict=False; the head is kept, by name."""
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=16, num_labels=3)
+    torch.manual_seed(0)
+    ref = getattr(transformers, task)(config).eval()
+    ref.save_pretrained(tmp_path)
+    ours = Bert.from_pretrained(tmp_path).eval()
+    name = "classifier" if "Classification" in task else "qa_outputs"
+    assert set(ours.task_head) == {f"{name}.weight", f"{name}.bias"}
+    torch.testing.assert_close(ours.task_head[f"{name}.weight"], getattr(ref, name).weight)
+    ids = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        hidden = ref.bert(ids).last_hidden_state
+    torch.testing.assert_close(ours(ids).last_hidden_state, hidden, atol=1e-5, rtol=1e-5)
+    assert ours.get_input_embeddings() is ours.embeddings.word
+    assert Bert(config=BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2)).task_head == {}
