@@ -340,6 +340,20 @@ class SentenceEncoder:
             raise ValueError(f"the model ({type(self.model).__name__}) has no save_pretrained")
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder)
+        self.save_tokenizer(folder)
+        config = {"pooling": self.pooling, "normalize": self.normalize,
+                  "max_length": self.max_length, "projection": None}
+        if self.projection is not None:
+            config["projection"] = _save_projection(self.projection, folder / "2_Dense")
+        _write_json(folder / ENCODER_CONFIG, config)
+        if self.pooling in ("cls", "mean"):
+            self._save_sentence_transformers_modules(folder)
+
+    def save_tokenizer(self, folder: str | os.PathLike) -> None:
+        """Write ``tokenizer.json`` and copy ``tokenizer_config.json``,
+        ``special_tokens_map.json`` and ``vocab.txt`` from the folder the encoder was loaded
+        from (or write a minimal ``tokenizer_config.json``): what ``transformers`` needs."""
+        folder = Path(folder)
         (folder / "tokenizer.json").write_text(self.tokenizer.to_str(), encoding="utf-8")
         source = self.source
         for name in ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
@@ -348,13 +362,6 @@ class SentenceEncoder:
         if not (folder / "tokenizer_config.json").is_file():
             _write_json(folder / "tokenizer_config.json", _tokenizer_config(self.tokenizer,
                                                                             self.max_length))
-        config = {"pooling": self.pooling, "normalize": self.normalize,
-                  "max_length": self.max_length, "projection": None}
-        if self.projection is not None:
-            config["projection"] = _save_projection(self.projection, folder / "2_Dense")
-        _write_json(folder / ENCODER_CONFIG, config)
-        if self.pooling in ("cls", "mean"):
-            self._save_sentence_transformers_modules(folder)
 
     def _save_sentence_transformers_modules(self, folder: Path) -> None:
         modules = [{"idx": 0, "name": "0", "path": "",

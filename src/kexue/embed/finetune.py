@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from kexue.losses import SBERTSoftmaxLoss, cosent_loss_from_embeddings, cosine_mse_loss
+from kexue.losses import flooding as flood
 from kexue.train import Step, TrainConfig, TrainResult, fit, plain_step
 
 if TYPE_CHECKING:
@@ -88,7 +89,9 @@ class PairModel(nn.Module):
 
     ``forward(batch)`` gives the pooled vectors ``(u, v)``, each (batch, dim); ``loss(batch)``
     the scalar loss of a batch ``(a, b, labels)`` of two :meth:`SentenceEncoder.tokenize`
-    dicts and a (batch,) score tensor.
+    dicts and a (batch,) score tensor. In training the loss function hands ``cat([u, v], -1)``
+    on as its outputs (step protocol v2), so VAT with ``predict_fn=lambda m, b: m.predict(b)``
+    reuses them as the clean prediction.
     """
 
     def __init__(self, encoder: SentenceEncoder, loss: str = "cosent", label_max: float = 5.0,
@@ -110,9 +113,15 @@ class PairModel(nn.Module):
         a, b = batch[0], batch[1]
         return self.encoder.embed(a), self.encoder.embed(b)  # (batch, dim) each
 
+    def predict(self, batch: Sequence[Any]) -> Tensor:
+        """``cat([u, v], -1)``: (batch, 2 dim), the prediction a consistency step compares."""
+        return torch.cat(self(batch), dim=-1)
+
     def loss(self, batch: Sequence[Any]) -> Tensor:
-        u, v = self(batch)
-        labels = batch[2]
+        return self.pair_loss(*self(batch), batch[2])
+
+    def pair_loss(self, u: Tensor, v: Tensor, labels: Tensor) -> Tensor:
+        """The loss of vectors ``u``, ``v`` (batch, dim) with scores ``labels`` (batch,)."""
         if self.kind == "cosent":
             return cosent_loss_from_embeddings(u, v, labels, scale=self.scale)
         if self.kind == "sbert":
@@ -135,6 +144,7 @@ def fit_pairs(
     label_max: float | None = None,
     evaluator: Callable[[SentenceEncoder], Any] | Sequence[Pair] | None = None,
     step: Step | None = None,
+    flooding: float | None = None,
     seed: int = 0,
     out_dir: Any = None,
     checkpoint_every: int | str = 0,
@@ -158,7 +168,9 @@ def fit_pairs(
         evaluator: called at the end of every epoch: ``evaluator(encoder)`` returning a
             number or ``{name: number}``, or validation pairs scored by
             :meth:`SentenceEncoder.evaluate` (Spearman x100); logged as ``eval_*``.
-        step: a kexue step (:class:`~kexue.train.FGM`, ...) instead of the plain one.
+        step: a kexue step (:class:`~kexue.train.FGM`, ...) instead of the plain one; its
+            clean prediction (for :class:`~kexue.train.VAT`) is ``cat([u, v], -1)``.
+        flooding: flood level ``b`` of :func:`kexue.losses.flooding` on each batch's loss.
         seed: seeds the head's initialisation, dropout and the data order.
         out_dir, checkpoint_every, resume: checkpoints and metrics of
             :func:`kexue.train.fit` (``checkpoint_every="epoch"`` for one per epoch).
@@ -186,7 +198,12 @@ def fit_pairs(
                          progress=progress, eval_every="epoch" if evaluator else 0,
                          log_every=max(1, math.ceil(len(rows) / batch_size) // 5),
                          out_dir=out_dir, checkpoint_every=checkpoint_every, resume=resume)
-    return fit(model, lambda m, b: _unwrap(m).loss(b), rows, config,
+    def loss_fn(m: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
+        u, v = m(batch)
+        loss = _unwrap(m).pair_loss(u, v, batch[2])
+        return (loss if flooding is None else flood(loss, flooding)), torch.cat([u, v], dim=-1)
+
+    return fit(model, loss_fn, rows, config,
                eval_fn=_eval_fn(encoder, evaluator), step=step or plain_step,
                collate_fn=collate)
 
