@@ -331,11 +331,11 @@ def _epoch_counter(config: RecipeConfig) -> Callable[[], int]:
     if config.resume and metrics.is_file():
         done = sum(1 for line in metrics.read_text().splitlines()
                    if any(k.startswith("eval_") for k in json.loads(line)))
-    count = [done]
 
     def next_epoch() -> int:
-        count[0] += 1
-        return count[0]
+        nonlocal done
+        done += 1
+        return done
 
     return next_epoch
 
@@ -388,7 +388,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _classify(config: RecipeConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from kexue.embed import SentenceEncoder
-    from kexue.train import fit
+    from kexue.train import fit, plain_step
 
     multilabel = config.loss == "multilabel"
     rows = read_tsv(config.data, "classify", multilabel)
@@ -445,17 +445,11 @@ def _classify(config: RecipeConfig, log: Callable[[str], None]) -> dict[str, Any
     log(f"classify: {len(rows)} training texts, {num_labels} classes" + (
         f", {len(valid)} validation texts" if valid else "") + f"; loss {config.loss}")
     fit(model, loss_fn, rows, _train_config(config, len(rows), valid is not None),
-        eval_fn=evaluate if valid else None, step=_step(config, model) or _plain(),
+        eval_fn=evaluate if valid else None, step=_step(config, model) or plain_step,
         collate_fn=collate)
     if valid is None:
         save_into(config.out, save)
     return {"best": best.record, "num_labels": num_labels}
-
-
-def _plain():
-    from kexue.train import plain_step
-
-    return plain_step
 
 
 def _labels(label: int | tuple[int, ...]) -> tuple[int, ...]:

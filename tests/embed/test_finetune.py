@@ -158,6 +158,7 @@ def test_saved_folder_loads_in_kexue_and_sentence_transformers(tokenizer, tmp_pa
     np.testing.assert_allclose(theirs, expected, atol=1e-5)
 
 
+@pytest.mark.slow  # MiniLM fine-tuned, saved, read by sentence-transformers (~6 s)
 def test_fine_tuned_minilm_round_trips(tmp_path):
     st = pytest.importorskip("sentence_transformers")
     encoder = SentenceEncoder.from_pretrained(normalize=True, max_length=32)
