@@ -62,9 +62,13 @@ def test_similarity_keeps_the_best_epoch_and_loads_everywhere(files, tmp_path):
     assert ours.shape == (2, 8)  # whitened
     theirs = st.SentenceTransformer(str(tmp_path), device="cpu").encode(sentences)
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
+    (tmp_path / "best.json").write_text('{"epoch": 1, "spearman": 100.0}')  # an older run's
+    rerun = train(config(files, "similarity", "sim.tsv", tmp_path, epochs=1), log=print)
+    assert rerun["best"]["spearman"] < 100  # a fresh run into the same folder starts afresh
     saved = json.loads((tmp_path / "summary.json").read_text())
-    assert saved["config"]["fgm"] == 0.1 and saved["valid_whitened"]["spearman"] == pytest.approx(
-        encoder.evaluate(read_tsv(files / "sim.tsv", "similarity"))["spearman"])
+    assert saved["config"]["epochs"] == 1 and "valid_whitened" not in saved
+    assert summary["config"]["fgm"] == 0.1 and summary["valid_whitened"]["spearman"] == \
+        pytest.approx(encoder.evaluate(read_tsv(files / "sim.tsv", "similarity"))["spearman"])
 
 
 @pytest.mark.parametrize("loss,extra", [("cross-entropy", {"vat": 1.0, "flooding": 0.05}),

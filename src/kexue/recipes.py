@@ -301,6 +301,8 @@ def train(config: RecipeConfig, log: Callable[[str], None] = print) -> dict[str,
     from kexue.train import seed_everything
 
     config.out.mkdir(parents=True, exist_ok=True)
+    if not config.resume:  # a fresh run: an earlier run's best score must not outrank it
+        (config.out / "best.json").unlink(missing_ok=True)
     start = time.perf_counter()
     seed_everything(config.seed)  # the new head's initialisation
     if config.task == "similarity":
