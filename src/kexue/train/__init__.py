@@ -1,5 +1,7 @@
 """Training: the loop (:mod:`kexue.train.loop`) and the step protocol
-(:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow."""
+(:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow;
+:mod:`kexue.train.hf` (imported on its own: it needs ``transformers``) runs them inside a
+Hugging Face ``Trainer``."""
 
 from kexue.train._perturbation import (  # where perturbations are added
     PerturbationSite,
