@@ -516,3 +516,26 @@ def test_seed_everything_reproduces_all_three_generators():
     assert draw() == a
     with pytest.raises(ValueError, match="seed must be an int in"):
         seed_everything(-1)
+
+
+def test_default_adamw_is_fused_and_equals_the_reference_update():
+    from kexue.train.loop import _adamw
+
+    torch.manual_seed(0)
+    weights = [torch.randn(5, 3), torch.randn(3)]
+    grads = [torch.randn_like(w) for w in weights]
+    config = _config(lr=0.1, weight_decay=0.1)
+    updated = []
+    for make in (lambda g: _adamw(g, config),
+                 lambda g: torch.optim.AdamW(g, lr=0.1, weight_decay=0.1, foreach=False)):
+        params = [nn.Parameter(w.clone()) for w in weights]
+        optimizer = make([{"params": params}])
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+        updated.append(params)
+        if len(updated) == 1:
+            assert optimizer.defaults["fused"] is True
+    for a, b in zip(*updated):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
