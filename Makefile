@@ -1,4 +1,5 @@
-# kexue — `make demo` (five minutes), `make test`, `make reproduce` (the whole quick suite).
+# kexue — `make demo` (five minutes), `make test`, `make reproduce` (the whole quick suite),
+# `make docs` (the documentation site, with the API reference from the docstrings, into site/).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo reproduce test test-fresh test-data bench lint readme wheel clean
+.PHONY: demo reproduce test test-fresh test-data bench lint readme wheel docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,14 @@ else
 	@echo "test-data: no research-use data (set KEXUE_DATA); the data tests were skipped"
 endif
 
+$(VENV)/.docs: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e '.[docs]'
+	touch $@
+
+# The site from docs/ and the docstrings, strict (a broken link or reference fails it).
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py
 
@@ -70,4 +79,4 @@ wheel: $(VENV)/.torch
 	$(PIP) wheel --no-deps -w dist .
 
 clean:
-	rm -rf $(VENV) reports dist .pytest_cache
+	rm -rf $(VENV) reports dist site .pytest_cache

@@ -52,9 +52,12 @@ class Classifier(nn.Module):
         return self.head(self.encoder(h).mean(1))  # (batch, classes)
 
 
-def loss_fn(model: nn.Module, batch) -> torch.Tensor:
+def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy and the logits (step protocol v2: VAT and noise consistency reuse them
+    as the clean prediction instead of running the model once more)."""
     ids, labels = batch
-    return F.cross_entropy(model(ids), labels)
+    logits = model(ids)
+    return F.cross_entropy(logits, labels), logits
 
 
 def predict(model: nn.Module, batch) -> torch.Tensor:

@@ -115,3 +115,74 @@ def test_several_data_roots_are_accepted(fakes, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KEXUE_DATA", f"{a}:{tmp_path / 'missing'}")
     assert cli.main(["reproduce", "fake-fine", "--out", str(fakes / "r")]) == 2
     assert "missing is not a directory" in capsys.readouterr().err
+
+
+# --- kexue train ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    import shutil
+
+    import torch
+
+    from kexue.data import minilm_path
+    from kexue.models import Bert, BertConfig
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny"
+    Bert(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "vocab.txt"):
+        shutil.copyfile(minilm_path() / name, folder / name)
+    return folder
+
+
+def test_train_similarity_end_to_end(tmp_path, tiny_model, capsys, one_thread):
+    from kexue.embed import SentenceEncoder
+
+    data = tmp_path / "train.tsv"
+    data.write_text("A man plays.\tA man is playing.\t4.5\nA cat.\tThe stock fell.\t0.2\n"
+                    "Kids run.\tChildren are running.\t4.0\nRain.\tA sunny day.\t1.0\n")
+    out = tmp_path / "out"
+    code = cli.main(["train", "similarity", "--data", str(data), "--valid", str(data),
+                     "--model", str(tiny_model), "--out", str(out), "--epochs", "2",
+                     "--batch-size", "4", "--lr", "1e-3", "--flooding", "0.01"])
+    assert code == cli.EXIT_OK
+    printed = capsys.readouterr().out
+    assert "epoch 2: valid spearman" in printed and "best epoch" in printed
+    assert SentenceEncoder.from_pretrained(out).encode("A man.", progress=False).shape == (16,)
+
+
+def test_train_bad_input_is_one_line_naming_the_problem(tmp_path, tiny_model, capsys):
+    data = tmp_path / "train.tsv"
+    data.write_text("A man plays.\tA man is playing.\t4.5\nA cat.\tThe stock fell.\n")
+    args = ["--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "o")]
+    assert cli.main(["train", "similarity", *args]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.tsv:2: expected 3 tab-separated columns" in err
+    data.write_text("good film\t1\nbad film\tnegative\n")
+    assert cli.main(["train", "classify", *args]) == cli.EXIT_USAGE
+    assert "train.tsv:2: the label must be a class id" in capsys.readouterr().err
+    assert cli.main(["train", "classify", *args, "--loss", "cosent"]) == cli.EXIT_USAGE
+    assert ("expected one of cross-entropy, focal, multilabel, logit-adjusted"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("flags,allowed", [
+    (["--loss", "hinge"], "choose from"),
+    (["--pooling", "max"], "choose from"),
+    (["--fgm", "0.5", "--gp", "1"], "not allowed with argument"),
+])
+def test_train_unknown_flag_values_list_the_allowed_ones(tmp_path, capsys, flags, allowed):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "similarity", "--data", "x", "--out", str(tmp_path), *flags])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert allowed in err
+    if flags[0] == "--loss":
+        assert "'cosent'" in err and "'logit-adjusted'" in err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "rank", "--data", "x", "--out", str(tmp_path)])
+    assert "'similarity', 'classify'" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """Imports point one way, from the outside in (DESIGN.md, "Layering").
 
-``cli`` -> ``experiments`` -> ``evidence`` -> the technique packages (``train``, ``embed``,
-``generate``, ``explain``, ``generative``, ``graph``, ``physics``) -> ``models`` -> ``nn``;
+``cli`` -> ``experiments`` -> ``evidence`` -> ``recipes`` (``kexue train``'s recipes) -> the
+technique packages (``embed``, ``generate``, ``explain``, ``generative``, ``graph``,
+``physics``) -> ``train`` (the loop and the step wrappers, which know no model, so that the
+packages above can train with them: ``SentenceEncoder.fit``) -> ``models`` -> ``nn``;
 ``losses`` and ``data`` are leaves that any layer may use and that import no other part of
 kexue. Every import statement counts, including those inside functions.
 """
@@ -20,8 +22,9 @@ RANK = {
     "data": 0, "losses": 0,
     "nn": 1,
     "models": 2,
-    "train": 3, "embed": 3, "generate": 3, "explain": 3, "generative": 3, "graph": 3,
+    "train": 2.5, "embed": 3, "generate": 3, "explain": 3, "generative": 3, "graph": 3,
     "physics": 3,
+    "recipes": 3.5,
     "evidence": 4,
     "experiments": 5,
     "cli": 6,

@@ -1,4 +1,5 @@
-"""The ``kexue`` command: list, reproduce and report experiments; list and fetch data.
+"""The ``kexue`` command: list, reproduce and report experiments; list and fetch data; train
+a model of your own (``kexue train similarity|classify``).
 
 Exit codes of ``kexue reproduce`` (and ``kexue demo``): 0 every requested experiment ran;
 1 an experiment failed with an error; 2 bad input (unknown names, ``--seeds 0``, an
@@ -169,6 +170,83 @@ def _cmd_readme(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from kexue.recipes import RecipeConfig, train
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = RecipeConfig(
+        task=args.task, data=args.data, valid=args.valid, model=args.model, out=args.out,
+        loss=args.loss, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        warmup=args.warmup, max_length=args.max_length, pooling=args.pooling, fgm=args.fgm,
+        gp=args.gp, vat=args.vat, flooding=args.flooding, recompute=args.recompute,
+        whitening=args.whitening, seed=args.seed, resume=args.resume)
+    summary = train(config)
+    best = summary.get("best")
+    if best:
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in best.items() if k != "epoch")
+        print(f"best epoch {best['epoch']}: valid {shown}")
+    print(f"model: {config.out} ({summary['seconds']:.0f} s; summary.json there)")
+    return EXIT_OK
+
+
+def _add_train_parser(sub) -> None:
+    from kexue.recipes import LOSSES, TASKS
+
+    s = sub.add_parser(
+        "train", help="fine-tune a BERT folder on your own TSV with the posts' techniques",
+        description="Fine-tune a local BERT folder on a TSV of your own. similarity: lines "
+                    "'sentence_a<TAB>sentence_b<TAB>score' (a sentence encoder); classify: "
+                    "lines 'text<TAB>label' (a class id; comma-separated ids with --loss "
+                    "multilabel). The best epoch on --valid is kept in --out, which "
+                    "kexue.embed.SentenceEncoder, transformers and (similarity) "
+                    "sentence-transformers load.")
+    s.add_argument("task", choices=TASKS)
+    s.add_argument("--data", required=True, metavar="TSV", help="training examples")
+    s.add_argument("--valid", default=None, metavar="TSV",
+                   help="validation examples, scored after every epoch (the best is kept)")
+    s.add_argument("--model", default=None, metavar="FOLDER",
+                   help="a local Hugging Face BERT folder (default: all-MiniLM-L6-v2)")
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: the model, checkpoints, metrics.jsonl, summary.json")
+    s.add_argument("--loss", default=None, choices=[x for v in LOSSES.values() for x in v],
+                   help="similarity: cosent (default), sbert, cosine-mse; classify: "
+                        "cross-entropy (default), focal, multilabel, logit-adjusted")
+    s.add_argument("--epochs", type=float, default=1.0)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--lr", type=float, default=2e-5)
+    s.add_argument("--warmup", type=float, default=0.1,
+                   help="warm-up: a fraction of the steps, or a number of steps")
+    s.add_argument("--max-length", type=int, default=None,
+                   help="tokens per text (default: the model folder's)")
+    s.add_argument("--pooling", default="mean",
+                   choices=("cls", "mean", "first-last-avg", "last-2-avg", "pooler"),
+                   help="similarity: sentence-vector pooling (default mean)")
+    step = s.add_mutually_exclusive_group()
+    step.add_argument("--fgm", type=float, default=None, metavar="EPS",
+                      help="FGM adversarial training on the embeddings (post 7234; 0.5)")
+    step.add_argument("--gp", type=float, default=None, metavar="EPS",
+                      help="gradient penalty on the embeddings (post 7234; 1)")
+    step.add_argument("--vat", type=float, default=None, metavar="EPS",
+                      help="virtual adversarial training (post 7466; 1)")
+    s.add_argument("--flooding", type=float, default=None, metavar="B",
+                   help="flooding at level B (post 7643)")
+    s.add_argument("--recompute", action="store_true",
+                   help="recompute activations in the backward pass (less memory)")
+    s.add_argument("--whitening", type=int, default=None, metavar="N",
+                   help="similarity: BERT-whitening to N dimensions after training (post 8069)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out")
+    s.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads for torch (default: torch's own)")
+    s.set_defaults(fn=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kexue", description=__doc__.splitlines()[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
@@ -217,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mirror", default=None, help="base URL of a mirror with the data layout "
                                                   "(default: $KEXUE_DATA_MIRROR, else upstream)")
     s.set_defaults(fn=_cmd_data)
+
+    _add_train_parser(sub)
 
     s = sub.add_parser("readme", help="regenerate the technique table in README.md")
     s.add_argument("--readme", default="README.md")

@@ -76,13 +76,48 @@ def test_encode_poolings_normalize_and_output_types(tiny_bert, tokenizer) -> Non
 def test_truncation_and_training_mode_restored(tiny_bert, tokenizer) -> None:
     encoder = SentenceEncoder(tiny_bert, tokenizer, max_length=6)
     long = "one two three four five six seven eight nine ten"
-    assert len(encoder.tokenizer.encode(long).ids) == 6  # [CLS] + 4 words + [SEP]
+    assert encoder.tokenize([long])["input_ids"].shape == (1, 6)  # [CLS] + 4 words + [SEP]
     assert tokenizer.truncation["max_length"] == 128  # the caller's tokenizer is untouched
+    assert encoder.tokenizer is tokenizer
     tiny_bert.train()
     a = encoder.encode([long, "one two three four"], progress=False)
     assert tiny_bert.training
     tiny_bert.eval()
     np.testing.assert_allclose(a[0], a[1], atol=1e-5)  # same first four tokens after truncation
+
+
+def test_padding_set_on_a_tokenizer_is_never_counted(tiny_bert, tokenizer) -> None:
+    """Issue 13: enable_padding on enc.tokenizer made mean pooling average the padding."""
+    encoder = SentenceEncoder(tiny_bert, tokenizer, pooling="mean")
+    expected = reference_vectors(tiny_bert, tokenizer, SENTENCES[:6], "mean")
+    from tokenizers import Tokenizer
+
+    mine = Tokenizer.from_str(tokenizer.to_str())
+    encoder = SentenceEncoder(tiny_bert, mine, pooling="mean")
+    mine.enable_padding(length=40)  # after construction: the user's object, not the encoder's
+    encoder.tokenizer.enable_padding(length=40)
+    np.testing.assert_allclose(encoder.encode(SENTENCES[:6], progress=False), expected,
+                               rtol=1e-4, atol=1e-5)
+    # a padded tokenizer given at construction, and padded encodings reaching the batcher
+    padded = SentenceEncoder(tiny_bert, mine, pooling="mean")
+    np.testing.assert_allclose(padded.encode(SENTENCES[:6], progress=False), expected,
+                               rtol=1e-4, atol=1e-5)
+    batch = padded._pad(mine.encode_batch(SENTENCES[:2]))
+    assert batch["attention_mask"].sum(1).tolist() == [
+        len(tokenizer.encode(s).ids) - tokenizer.encode(s).attention_mask.count(0)
+        for s in SENTENCES[:2]]
+
+
+def test_embed_is_differentiable_and_equals_encode(tiny_bert, tokenizer) -> None:
+    encoder = SentenceEncoder(tiny_bert, tokenizer, pooling="mean", normalize=True)
+    vectors = encoder.embed(SENTENCES[:4])  # (4, 32)
+    assert vectors.requires_grad and vectors.shape == (4, 32)
+    np.testing.assert_allclose(vectors.detach().numpy(),
+                               encoder.encode(SENTENCES[:4], progress=False), atol=1e-5)
+    vectors.sum().backward()
+    assert tiny_bert.embeddings.word_embeddings.weight.grad is not None
+    tiny_bert.zero_grad(set_to_none=True)
+    assert encoder.dim == 32
 
 
 def test_bad_input(tiny_bert, tokenizer) -> None:
@@ -99,6 +134,10 @@ def test_bad_input(tiny_bert, tokenizer) -> None:
         SentenceEncoder.from_pretrained("/nonexistent/folder")
     with pytest.raises(ValueError, match="backend"):
         SentenceEncoder.from_pretrained(backend="keras")
+    with pytest.raises(ValueError, match="max_length >= 2"):
+        SentenceEncoder(tiny_bert, tokenizer, max_length=1)
+    with pytest.raises(ValueError, match="tokenizers.Tokenizer"):
+        SentenceEncoder(tiny_bert, "bert-base-uncased")
 
 
 @pytest.fixture(scope="module")

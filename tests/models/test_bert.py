@@ -300,3 +300,25 @@ def test_unilm_targets_give_the_unilm_loss_with_the_head_on_targets_only():
             model(ids, mask, seg, mlm_positions=positions).logits, targets)
     torch.testing.assert_close(got, want)
     assert int(positions.sum()) == 5 + 3 + 4 and not positions[:, -1].any()  # every target token
+
+
+@pytest.mark.parametrize("task", ["BertForSequenceClassification", "BertForQuestionAnswering"])
+def test_task_checkpoint_keeps_its_head(tmp_path, task):
+    """A task model's folder loads without strict=False; the head is kept, by name."""
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=16, num_labels=3)
+    torch.manual_seed(0)
+    ref = getattr(transformers, task)(config).eval()
+    ref.save_pretrained(tmp_path)
+    ours = Bert.from_pretrained(tmp_path).eval()
+    name = "classifier" if "Classification" in task else "qa_outputs"
+    assert set(ours.task_head) == {f"{name}.weight", f"{name}.bias"}
+    torch.testing.assert_close(ours.task_head[f"{name}.weight"], getattr(ref, name).weight)
+    ids = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        hidden = ref.bert(ids).last_hidden_state
+    torch.testing.assert_close(ours(ids).last_hidden_state, hidden, atol=1e-5, rtol=1e-5)
+    assert ours.get_input_embeddings() is ours.embeddings.word
+    assert Bert(config=BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2)).task_head == {}

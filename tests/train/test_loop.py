@@ -319,7 +319,7 @@ def test_resume_rejects_an_incompatible_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="batch_size=4.*batch_size=2"):
         fit(make_model(), mse, make_data(16),
             _config(steps=6, batch_size=2, out_dir=tmp_path, resume=True))
-    with pytest.raises(ValueError, match="step 6, past config.steps=5"):
+    with pytest.raises(ValueError, match="at step 6, past the 5 steps of this run"):
         fit(make_model(), mse, make_data(16), _config(steps=5, out_dir=tmp_path, resume=True))
 
 
@@ -418,7 +418,11 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     ({"steps": -3}, "steps must be a positive int, got -3"),
     ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
     ({"log_every": 0}, "log_every must be a positive int, got 0"),
-    ({"eval_every": -1}, "eval_every must be an int >= 0, got -1"),
+    ({"eval_every": -1}, "eval_every must be an int >= 0 or 'epoch', got -1"),
+    ({"eval_every": "step"}, "eval_every must be an int >= 0 or 'epoch', got 'step'"),
+    ({"epochs": 2}, "steps or epochs"),
+    ({"steps": None}, "steps or epochs"),
+    ({"steps": None, "epochs": 0}, "epochs must be a finite number > 0, got 0"),
     ({"lr": 0.0}, "lr must be > 0, got 0.0"),
     ({"clip_norm": 0.0}, "clip_norm must be > 0 or None, got 0.0"),
     ({"betas": (0.9, 1.0)}, r"betas must be two numbers in \[0, 1\)"),
@@ -430,6 +434,32 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path):
 def test_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         _config(**kw)
+
+
+def test_epochs_evaluate_and_checkpoint_at_each_epoch_end(tmp_path):
+    """16 examples in batches of 4: 4 steps an epoch; 2.5 epochs = 10 steps; warm-up is a
+    fraction of those. Equal to the same run counted in steps."""
+    seen = []
+
+    def evaluate(model):
+        seen.append(1)
+        return {"n": float(len(seen))}
+
+    config = _config(steps=None, epochs=2.5, warmup=0.2, eval_every="epoch", log_every=100,
+                     checkpoint_every="epoch", out_dir=tmp_path / "epochs", lr=0.1)
+    result = fit(make_model(), mse, make_data(16), config, eval_fn=evaluate)
+    assert result.step == 10
+    assert [r["step"] for r in result.history] == [4, 8, 10]
+    assert [r["epoch"] for r in result.history] == [0, 1, 2]
+    by_steps = fit(make_model(), mse, make_data(16), _config(steps=10, warmup=2, lr=0.1,
+                                                             log_every=100))
+    assert [r["lr"] for r in result.history][-1] == by_steps.history[-1]["lr"]
+    assert config.total_steps(4) == 10 and config.warmup_steps_of(10) == 2
+    with pytest.raises(ValueError, match="warmup_steps_of"):
+        _ = config.warmup_steps
+    saved = torch.load(tmp_path / "epochs" / "checkpoint.pt", weights_only=True)
+    assert saved["state"]["step"] == 10
+    assert (tmp_path / "epochs" / "checkpoint.1.pt").is_file()  # the epoch-2 one, rotated
 
 
 def test_non_scalar_loss_raises():
@@ -486,3 +516,26 @@ def test_seed_everything_reproduces_all_three_generators():
     assert draw() == a
     with pytest.raises(ValueError, match="seed must be an int in"):
         seed_everything(-1)
+
+
+def test_default_adamw_is_fused_and_equals_the_reference_update():
+    from kexue.train.loop import _adamw
+
+    torch.manual_seed(0)
+    weights = [torch.randn(5, 3), torch.randn(3)]
+    grads = [torch.randn_like(w) for w in weights]
+    config = _config(lr=0.1, weight_decay=0.1)
+    updated = []
+    for make in (lambda g: _adamw(g, config),
+                 lambda g: torch.optim.AdamW(g, lr=0.1, weight_decay=0.1, foreach=False)):
+        params = [nn.Parameter(w.clone()) for w in weights]
+        optimizer = make([{"params": params}])
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+        updated.append(params)
+        if len(updated) == 1:
+            assert optimizer.defaults["fused"] is True
+    for a, b in zip(*updated):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)

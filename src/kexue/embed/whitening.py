@@ -185,6 +185,17 @@ class Whitening:
     def fit_transform(self, x: np.ndarray | Tensor) -> np.ndarray | Tensor:
         return self.fit(x).transform(x)
 
+    def to_linear(self, dtype: torch.dtype = torch.float32) -> torch.nn.Linear:
+        """The transform as a layer, ``x W - mu W``: ``nn.Linear(d, k)`` with weight ``W^T``
+        (k, d) and bias ``-mu W`` (k,) -- what :class:`~kexue.embed.SentenceEncoder` applies
+        after pooling (``projection=``), and a sentence-transformers ``Dense`` module."""
+        kernel = self.kernel_  # (d, k)
+        layer = torch.nn.Linear(*kernel.shape, dtype=dtype)
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(kernel.T.copy()))
+            layer.bias.copy_(torch.from_numpy(-self._mean @ kernel))
+        return layer.requires_grad_(False)
+
     def _check_fitted(self) -> None:
         if self._mean is None:
             raise ValueError("this Whitening is not fitted yet: call fit or partial_fit first")

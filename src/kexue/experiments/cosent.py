@@ -25,12 +25,8 @@ Ours:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
-
-import torch
-from torch import Tensor, nn
-from torch.utils.data import TensorDataset
 
 from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
@@ -53,100 +49,20 @@ POST_ZH = {  # Spearman x100 on test, trained on each task's train split (post 8
 # ----------------------------------------------------------------------------- training
 
 
-class PairModel(nn.Module):
-    """A BERT-style encoder with mean pooling, trained on sentence pairs with one loss.
-
-    ``kind="sbert"`` adds the Sentence-BERT softmax head on ``[u, v, |u - v|]`` (trained
-    with the encoder, unused at test time). Labels run from 0 to ``label_max`` (5 for
-    STS-B, 1 for the binary tasks): Sentence-BERT binarises them at ``label_max / 2`` and
-    cosine-MSE regresses the cosine on ``label / label_max``.
-    """
-
-    def __init__(self, encoder: nn.Module, kind: str, label_max: float, hidden_size: int):
-        super().__init__()
-        from kexue.losses import SBERTSoftmaxLoss
-
-        if kind not in LOSSES:
-            raise ValueError(f"expected kind in {LOSSES}, got {kind!r}")
-        if not label_max > 0:
-            raise ValueError(f"expected label_max > 0, got {label_max}")
-        self.encoder = encoder
-        self.kind = kind
-        self.label_max = label_max
-        self.sbert = SBERTSoftmaxLoss(hidden_size, threshold=label_max / 2) if kind == "sbert" else None
-
-    def embed(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Mean-pooled last layer, (batch, seq) -> (batch, hidden); padding trimmed first."""
-        from kexue.embed import masked_mean
-
-        length = int(attention_mask.sum(1).max())
-        input_ids, attention_mask = input_ids[:, :length], attention_mask[:, :length]
-        hidden = self.encoder(input_ids, attention_mask=attention_mask).last_hidden_state
-        return masked_mean(hidden, attention_mask)  # (batch, hidden)
-
-    def loss(self, batch: Sequence[Tensor]) -> Tensor:
-        from kexue.losses import cosent_loss_from_embeddings, cosine_mse_loss
-
-        a_ids, a_mask, b_ids, b_mask, labels = batch
-        u, v = self.embed(a_ids, a_mask), self.embed(b_ids, b_mask)
-        if self.kind == "cosent":
-            return cosent_loss_from_embeddings(u, v, labels, scale=20.0)
-        if self.kind == "sbert":
-            return self.sbert(u, v, labels)
-        return cosine_mse_loss(u, v, labels / self.label_max)
-
-
-def pair_dataset(
-    encode: Callable[[list[str]], dict[str, Tensor]], rows: Sequence[Pair]
-) -> TensorDataset:
-    """``(a_ids, a_mask, b_ids, b_mask, label)`` tensors of ``rows``; ``encode`` maps a list
-    of sentences to fixed-length ``input_ids`` / ``attention_mask`` (batch, seq)."""
-    if len(rows) == 0:
-        raise ValueError("expected at least one sentence pair, got none")
-    a = encode([r[0] for r in rows])
-    b = encode([r[1] for r in rows])
-    labels = torch.tensor([float(r[2]) for r in rows])
-    return TensorDataset(a["input_ids"], a["attention_mask"], b["input_ids"], b["attention_mask"],
-                         labels)
-
-
-def finetune(
-    encoder: nn.Module,
-    kind: str,
-    train: TensorDataset,
-    *,
-    label_max: float,
-    hidden_size: int,
-    epochs: float = 1.0,
-    batch_size: int = 32,
-    lr: float = 2e-5,
-    seed: int = 0,
-) -> nn.Module:
-    """Train ``encoder`` in place with loss ``kind`` for ``epochs`` passes over ``train``
-    (AdamW, 10% warm-up then linear decay, through :func:`kexue.train.fit`)."""
-    from kexue.train import TrainConfig, fit
-
-    torch.manual_seed(seed)  # the Sentence-BERT head's initialisation
-    model = PairModel(encoder, kind, label_max, hidden_size)
-    steps = max(1, round(epochs * len(train) / batch_size))
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=0.1, seed=seed,
-                         progress=False, log_every=max(1, steps // 5))
-    fit(model, lambda m, b: m.loss(b), train, config)
-    return encoder.eval()
+def finetune(encoder, kind: str, rows: Sequence[Pair], *, label_max: float, epochs: float = 1.0,
+             lr: float = 2e-5, seed: int = 0):
+    """Train ``encoder`` (a :class:`kexue.embed.SentenceEncoder`) in place with loss ``kind``
+    for ``epochs`` passes over ``rows`` (batch 32, AdamW, 10% warm-up then linear decay):
+    :meth:`SentenceEncoder.fit <kexue.embed.SentenceEncoder.fit>` with the post's settings."""
+    encoder.fit(rows, loss=kind, epochs=epochs, batch_size=32, lr=lr, warmup=0.1,
+                label_max=label_max, seed=seed)
+    encoder.model.eval()
+    return encoder
 
 
 def spearman_x100(sentence_encoder, rows: Sequence[Pair]) -> float:
     """Spearman(cos(u, v), gold) x100 of ``rows`` with a :class:`kexue.embed.SentenceEncoder`."""
-    import numpy as np
-
-    from kexue.embed import sts_spearman
-
-    n = len(rows)
-    vectors = sentence_encoder.encode([r[0] for r in rows] + [r[1] for r in rows], progress=False)
-    gold = np.array([r[2] for r in rows], dtype=np.float64)
-    return 100 * sts_spearman(vectors[:n], vectors[n:], gold)
-
-
+    return sentence_encoder.evaluate(rows)["spearman"]
 
 
 def _loss_table(rows: dict[str, dict[str, float]], columns: Sequence[str]) -> str:
@@ -180,36 +96,24 @@ class CoSENTEnglish(Experiment):
     )
 
     def run(self, ctx: Context) -> Run:
-        from tokenizers import Tokenizer
-
-        from kexue.data import WordPieceTokenizer, load_stsb, minilm_path
+        from kexue.data import load_stsb
         from kexue.embed import SentenceEncoder
-        from kexue.models import Bert
 
         n_train = ctx.pick(1200, None, smoke=32)
         n_test = ctx.pick(None, None, smoke=32)
         max_length = ctx.pick(48, 64, smoke=16)
         train_rows = subsample(load_stsb("train", "en"), n_train, seed=1234)
         test_rows = subsample(load_stsb("test", "en"), n_test, seed=1234)
-        folder = minilm_path()
-        wordpiece = WordPieceTokenizer.from_pretrained(folder)
-        hf_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        folder = ctx.model_path()
 
-        def encode(texts: list[str]) -> dict[str, Tensor]:
-            return wordpiece.batch_encode(texts, max_length=max_length, padding="max_length")
+        def encoder() -> SentenceEncoder:
+            return SentenceEncoder.from_pretrained(folder, pooling="mean", max_length=max_length,
+                                                   backend="kexue")
 
-        def evaluate(model: nn.Module) -> float:
-            enc = SentenceEncoder(model, hf_tokenizer, pooling="mean", max_length=max_length)
-            return spearman_x100(enc, test_rows)
-
-        train = pair_dataset(encode, train_rows)
-        metrics = {"untuned": evaluate(Bert.from_pretrained(folder))}
+        metrics = {"untuned": spearman_x100(encoder(), test_rows)}
         for kind in LOSSES:
-            model = Bert.from_pretrained(folder)
-            hidden = model.config.hidden_size
-            finetune(model, kind, train, label_max=5.0, hidden_size=hidden, lr=2e-5,
-                     seed=ctx.seed)
-            metrics[kind] = evaluate(model)
+            tuned = finetune(encoder(), kind, train_rows, label_max=5.0, lr=2e-5, seed=ctx.seed)
+            metrics[kind] = spearman_x100(tuned, test_rows)
             ctx.log(f"      {kind}: {metrics[kind]:.2f}")
         steps = -(-len(train_rows) // 32)
         table = "| STS-B-en test, Spearman x100 | untuned | " + " | ".join(LOSSES) + " |\n"
@@ -301,25 +205,20 @@ class CoSENTChinese(Experiment):
         epochs = ctx.pick(1.0, 2.0, smoke=1.0)
         lr = 5e-4
 
-        def encode(texts: list[str]) -> dict[str, Tensor]:
-            return tokenizer.batch_encode(texts, max_length=config.max_length,
-                                          add_special_tokens=True, padding="max_length")
-
         tasks = ctx.pick(ZH_TASKS, ZH_TASKS, smoke=("BQ", "STS-B"))
         metrics: dict[str, float] = {}
         sizes = {}
         for task in tasks:
             train_rows, test_rows, label_max = zh_task_rows(task, n_train, n_test)
             sizes[task] = (len(train_rows), len(test_rows))
-            train = pair_dataset(encode, train_rows)
             raw = zh_sentence_encoder(encoder, tokenizer, "mean", config.max_length)
             metrics[f"untuned/{task}"] = spearman_x100(raw, test_rows)
             for kind in LOSSES:
                 model = Bert.from_pretrained(folder, mlm=False, pooler=False)
-                finetune(model, kind, train, label_max=label_max, hidden_size=config.hidden_size,
-                         epochs=epochs, lr=lr, seed=ctx.seed)
-                metrics[f"{kind}/{task}"] = spearman_x100(
-                    zh_sentence_encoder(model, tokenizer, "mean", config.max_length), test_rows)
+                tuned = finetune(zh_sentence_encoder(model, tokenizer, "mean", config.max_length),
+                                 kind, train_rows, label_max=label_max, epochs=epochs, lr=lr,
+                                 seed=ctx.seed)
+                metrics[f"{kind}/{task}"] = spearman_x100(tuned, test_rows)
             ctx.log("      " + task + ": " + ", ".join(
                 f"{k} {metrics[f'{k}/{task}']:.1f}" for k in ("untuned", *LOSSES)))
         averages = {f"{kind}/avg": sum(metrics[f"{kind}/{t}"] for t in tasks) / len(tasks)

@@ -34,6 +34,8 @@ from kexue.nn.position import LearnedPositionEmbedding, sinusoidal_embedding
 from kexue.nn.rope import RoPE
 from kexue.nn.transformer import Transformer, get_activation
 
+TASK_HEADS = ("classifier.", "qa_outputs.")  # heads of Hugging Face's BERT task models
+
 
 def check_input_ids(input_ids: Tensor, vocab_size: int | None = None) -> None:
     """Raise ``ValueError`` unless ``input_ids`` is a non-empty integer ``(batch, seq)``
@@ -144,7 +146,12 @@ class Bert(nn.Module):
             self.rope = RoPE(key_size, config.rope_theta, **config.rope_options)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
         self.mlm = MLMHead(config) if mlm else None
+        self.task_head: dict[str, Tensor] = {}  # a task checkpoint's head, see from_pretrained
         self.apply(self._init_weights)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The word-embedding table (the Hugging Face name; FGM and VAT perturb it)."""
+        return self.embeddings.word
 
     def mlm_logits(self, hidden: Tensor) -> Tensor:
         """Masked-LM logits ``(..., vocab)`` of hidden states ``(..., hidden)``, e.g. of the
@@ -228,20 +235,26 @@ class Bert(nn.Module):
         """Load a Hugging Face BERT folder (``config.json`` + weights).
 
         ``pooler`` / ``mlm`` default to what the checkpoint contains. With ``strict``
-        (default) any missing or unexpected tensor raises ``ValueError`` listing them."""
+        (default) any missing or unexpected tensor raises ``ValueError`` listing them.
+        A task head (``BertForSequenceClassification`` / ``TokenClassification`` /
+        ``MultipleChoice``'s ``classifier.*``, ``BertForQuestionAnswering``'s
+        ``qa_outputs.*``) is not part of the encoder: its tensors are kept, under their
+        checkpoint names, in ``model.task_head`` (``{}`` when there is none)."""
         config = BertConfig.from_json(folder)
         hf = strip_prefix(load_hf_state_dict(folder), "bert.")
         pooler = "pooler.dense.weight" in hf if pooler is None else pooler
         mlm = "cls.predictions.bias" in hf if mlm is None else mlm
         model = cls(config, pooler=pooler, mlm=mlm, recompute=recompute)
         key_map = bert_key_map(config, pooler=pooler, mlm=mlm)
-        skip = ("cls.seq_relationship.",)  # next-sentence head: not modelled
+        task_head = {k: v for k, v in hf.items() if k.startswith(TASK_HEADS)}
+        skip = ("cls.seq_relationship.", *TASK_HEADS)  # next-sentence head: not modelled
         skip += () if pooler else ("pooler.",)
         skip += () if mlm else ("cls.predictions.",)
         state, _, _ = from_hf_state_dict(
             hf, key_map, ignored=BERT_IGNORED, ignored_prefixes=skip, strict=strict
         )
         load_checked(model, state, strict)
+        model.task_head = task_head
         return model
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:

@@ -1,5 +1,7 @@
 """Training: the loop (:mod:`kexue.train.loop`) and the step protocol
-(:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow."""
+(:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow;
+:mod:`kexue.train.hf` (imported on its own: it needs ``transformers``) runs them inside a
+Hugging Face ``Trainer``."""
 
 from kexue.train._perturbation import (  # where perturbations are added
     PerturbationSite,
@@ -22,10 +24,13 @@ from kexue.train.penalties import (  # T3, T30: parameter-gradient penalty
     squared_gradient_norm,
 )
 from kexue.train.step import (  # the step protocol
+    Backward,
     LossFn,
     Step,
     check_scalar_loss,
+    default_backward,
     plain_step,
+    split_loss,
 )
 from kexue.train.vat import (  # T4: VAT, noise, Rademacher estimator
     VAT,
@@ -37,6 +42,7 @@ from kexue.train.weissi import weissi_penalty  # T2: WEISSI
 __all__ = [
     "FGM",
     "VAT",
+    "Backward",
     "GradientPenaltyStep",
     "LossFn",
     "NoiseConsistency",
@@ -45,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "check_scalar_loss",
+    "default_backward",
     "fit",
     "gradient_penalty",
     "no_sync",
@@ -53,6 +60,7 @@ __all__ = [
     "plain_step",
     "rademacher_gradient_penalty",
     "seed_everything",
+    "split_loss",
     "squared_gradient_norm",
     "weissi_penalty",
 ]

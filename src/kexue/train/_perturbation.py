@@ -9,7 +9,7 @@ gradient all-reduce.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -206,9 +206,11 @@ def normalize_perturbation(
     return out
 
 
-def site_grads(loss: Tensor, xs: Sequence[Tensor], *, create_graph: bool = False) -> list[Tensor]:
+def site_grads(loss: Tensor, xs: Sequence[Tensor], *, create_graph: bool = False,
+               retain_graph: bool | None = None) -> list[Tensor]:
     """d loss / d xs, with a clear error when the loss does not depend on the site."""
-    grads = torch.autograd.grad(loss, list(xs), create_graph=create_graph, allow_unused=True)
+    grads = torch.autograd.grad(loss, list(xs), create_graph=create_graph,
+                                retain_graph=retain_graph, allow_unused=True)
     return [require_grad(g, i) for i, g in enumerate(grads)]
 
 
@@ -219,8 +221,13 @@ def require_grad(g: Tensor | None, i: int) -> Tensor:
     return g
 
 
-def backward_capturing(loss: Tensor, xs: Sequence[Tensor]) -> list[Tensor]:
-    """``loss.backward()`` that also returns d loss / d xs from the same pass."""
+def backward_capturing(loss: Tensor, xs: Sequence[Tensor],
+                       backward: Callable[[Tensor], Any] = Tensor.backward) -> list[Tensor]:
+    """``backward(loss)`` that also returns the gradient reaching xs in the same pass.
+
+    The gradient is that of what ``backward`` differentiates: a loss scaled by a
+    ``GradScaler`` or divided for gradient accumulation gives it scaled alike.
+    """
     grads: list[Tensor | None] = [None] * len(xs)
 
     def keeper(i: int):
@@ -230,7 +237,7 @@ def backward_capturing(loss: Tensor, xs: Sequence[Tensor]) -> list[Tensor]:
 
     handles = [x.register_hook(keeper(i)) for i, x in enumerate(xs)]
     try:
-        loss.backward()
+        backward(loss)
     finally:
         for h in handles:
             h.remove()

@@ -32,8 +32,10 @@ Under ``DistributedDataParallel`` the extra passes run in ``model.no_sync()`` an
 final backward all-reduces every gradient once.
 
 All wrappers here are *steps* (:mod:`kexue.train.step`): ``step(model, batch,
-loss_fn)`` fills ``.grad`` and returns the detached clean loss, so they plug into
-:func:`kexue.train.loop.fit` or a hand-written loop::
+loss_fn, backward=...)`` fills ``.grad`` (every parameter backward goes through
+``backward``, so loss scaling and gradient accumulation apply) and returns the detached
+clean loss, so they plug into :func:`kexue.train.loop.fit`, a Hugging Face ``Trainer``
+(:func:`kexue.train.hf.use_step`) or a hand-written loop::
 
     fgm = FGM(model, epsilon=0.5)           # model.get_input_embeddings() is perturbed
     loss = fgm(model, batch, loss_fn)       # instead of loss_fn(model, batch).backward()
@@ -58,7 +60,7 @@ from kexue.train._perturbation import (
     normalize_perturbation,
     site_grads,
 )
-from kexue.train.step import LossFn, check_scalar_loss
+from kexue.train.step import Backward, LossFn, default_backward, split_loss
 
 __all__ = ["FGM", "GradientPenaltyStep", "gradient_penalty"]
 
@@ -99,18 +101,23 @@ class FGM:
         self.site = PerturbationSite(embedding, where)
         self.variant, self.norm = variant, norm
 
-    def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn) -> Tensor:
+    def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn, *,
+                 backward: Backward | None = None) -> Tensor:
+        backward = backward or default_backward
         with no_sync(model):
             with self.site.capture() as xs:
-                loss = check_scalar_loss(loss_fn(model, batch))
+                loss, _ = split_loss(loss_fn(model, batch))
             if self.variant == "author":
                 grads = site_grads(loss, xs)  # gradient at the site only; no parameter grads
-            else:
-                grads = backward_capturing(loss, xs)  # clean parameter grads + site gradient
+            elif self.norm is None:  # delta = epsilon * g needs g unscaled by `backward`
+                grads = site_grads(loss, xs, retain_graph=True)
+                backward(loss)
+            else:  # clean parameter grads + the site gradient (scaled alike, then normalised)
+                grads = backward_capturing(loss, xs, backward)
         deltas = [self.epsilon * d for d in normalize_perturbation(grads, self.norm)]
         with self.site.perturb(deltas):
-            adversarial_loss = check_scalar_loss(loss_fn(model, batch))
-            adversarial_loss.backward()
+            adversarial_loss, _ = split_loss(loss_fn(model, batch))
+            backward(adversarial_loss)
         return loss.detach()
 
     def __repr__(self) -> str:
@@ -169,10 +176,11 @@ class GradientPenaltyStep:
         self.epsilon = check_positive("epsilon", epsilon)
         self.site = PerturbationSite(embedding, where)
 
-    def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn) -> Tensor:
+    def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn, *,
+                 backward: Backward | None = None) -> Tensor:
         with self.site.capture() as xs, sdpa_kernel(SDPBackend.MATH):
-            loss = check_scalar_loss(loss_fn(model, batch))
-        gradient_penalty(loss, xs, self.epsilon).backward()
+            loss, _ = split_loss(loss_fn(model, batch))
+        (backward or default_backward)(gradient_penalty(loss, xs, self.epsilon))
         return loss.detach()
 
     def __repr__(self) -> str:

@@ -3,6 +3,8 @@
 Read it top to bottom like nanoGPT's ``train.py``, but as a function::
 
     result = fit(model, loss_fn, train_data, TrainConfig(steps=1000, batch_size=32))
+    result = fit(model, loss_fn, train_data, TrainConfig(epochs=3, batch_size=32,
+                                                         eval_every="epoch"), eval_fn=...)
 
 - ``loss_fn(model, batch) -> scalar tensor``; how its gradients are computed is a
   *step* (:mod:`kexue.train.step`), so FGM, VAT or a gradient penalty plug in as
@@ -65,26 +67,29 @@ METRICS_NAME = "metrics.jsonl"
 class TrainConfig:
     """Hyper-parameters of :func:`fit`.
 
-    ``warmup`` is a fraction of ``steps`` when below 1, else a number of steps. The
+    The length of training is ``steps`` optimiser steps, or ``epochs`` passes over the data
+    (``ceil(epochs * batches per epoch)`` steps; fractions allowed); give one of them.
+    ``warmup`` is a fraction of the training steps when below 1, else a number of steps. The
     learning rate rises linearly over the warm-up (``lr * k / warmup`` at step ``k``)
     and then decays linearly to 0 at the end of training. ``clip_norm=None`` turns
     clipping off; the logged ``grad_norm`` is always the norm *before* clipping.
     Records are written every ``log_every`` steps, at every evaluation and at the
     last step; ``eval_every=0`` evaluates only at the end, ``checkpoint_every=0``
-    never checkpoints. ``progress`` shows a tqdm bar, automatically hidden when
+    never checkpoints, and ``"epoch"`` for either means at the end of every epoch. ``progress`` shows a tqdm bar, automatically hidden when
     stderr is not a terminal or the ``CI`` environment variable is set.
     """
 
-    steps: int
-    batch_size: int
+    steps: int | None = None
+    batch_size: int = 32
+    epochs: float | None = None
     lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: float = 0.0
     clip_norm: float | None = 1.0
-    eval_every: int = 0
+    eval_every: int | str = 0
     log_every: int = 10
-    checkpoint_every: int = 0
+    checkpoint_every: int | str = 0
     out_dir: str | Path | None = None
     resume: bool = False
     seed: int = 0
@@ -94,14 +99,25 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "keep_checkpoints"):
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("TrainConfig needs steps or epochs (one of them), got "
+                             f"steps={self.steps!r} and epochs={self.epochs!r}")
+        names = ("batch_size", "log_every", "keep_checkpoints")
+        for name in names if self.steps is None else ("steps", *names):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(
+                self.epochs, (int, float)) or not 0 < self.epochs < math.inf):
+            raise ValueError(f"TrainConfig.epochs must be a finite number > 0, got "
+                             f"{self.epochs!r}")
         for name in ("eval_every", "checkpoint_every"):
             value = getattr(self, name)
+            if value == "epoch":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 0, got {value!r}")
+                raise ValueError(f"TrainConfig.{name} must be an int >= 0 or 'epoch', got "
+                                 f"{value!r}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:
@@ -117,7 +133,7 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.warmup >= 1 counts steps and must be whole, got {self.warmup!r}"
             )
-        if self.warmup_steps > self.steps:
+        if self.steps is not None and self.warmup_steps > self.steps:
             raise ValueError(
                 f"TrainConfig.warmup is {self.warmup_steps} steps, more than steps={self.steps}"
             )
@@ -132,7 +148,29 @@ class TrainConfig:
 
     @property
     def warmup_steps(self) -> int:
-        return round(self.warmup * self.steps) if self.warmup < 1 else int(self.warmup)
+        """Warm-up steps of a ``steps`` config (see :meth:`warmup_steps_of` for ``epochs``)."""
+        if self.steps is None:
+            raise ValueError("an epochs config knows its steps only with the data: use "
+                             "warmup_steps_of(total_steps(batches_per_epoch))")
+        return self.warmup_steps_of(self.steps)
+
+    def warmup_steps_of(self, total: int) -> int:
+        return round(self.warmup * total) if self.warmup < 1 else int(self.warmup)
+
+    def total_steps(self, batches_per_epoch: int) -> int:
+        """Optimiser steps of the whole run: ``steps``, or ``ceil(epochs * batches_per_epoch)``."""
+        if self.steps is not None:
+            return self.steps
+        total = max(1, math.ceil(self.epochs * batches_per_epoch - 1e-9))
+        if self.warmup_steps_of(total) > total:
+            raise ValueError(f"TrainConfig.warmup is {self.warmup_steps_of(total)} steps, more "
+                             f"than the {total} steps of {self.epochs} epoch(s)")
+        return total
+
+    def _every(self, value: int | str, step: int, end_of_epoch: bool) -> bool:
+        if value == "epoch":
+            return end_of_epoch
+        return value > 0 and step % value == 0
 
 
 @dataclass
@@ -179,7 +217,8 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     param_groups: list[dict[str, Any]] | None = None,
 ) -> TrainResult:
-    """Train ``model`` for ``config.steps`` optimiser steps and return a :class:`TrainResult`.
+    """Train ``model`` for ``config.steps`` optimiser steps (or ``config.epochs`` passes) and
+    return a :class:`TrainResult`.
 
     Args:
         model: any ``nn.Module``; trained in place, left in the mode it came in.
@@ -188,7 +227,7 @@ def fit(
         train_data: a map-style ``Dataset`` or a sequence of examples.
         config: a :class:`TrainConfig`.
         eval_fn: ``eval_fn(model) -> {name: number}``, called in ``model.eval()``
-            under ``torch.no_grad()`` every ``config.eval_every`` steps and at the
+            under ``torch.no_grad()`` every ``config.eval_every`` steps (or epoch) and at the
             end, on the unwrapped model and on rank 0 only (so it must not call
             collectives); its result reaches every rank. Logged as ``eval_<name>``.
         step: how a batch becomes gradients (the step protocol of
@@ -197,8 +236,8 @@ def fit(
             ``default_collate``).
         optimizer: a ready optimiser over ``model``'s parameters; its learning
             rates are scaled by the schedule and ``lr`` / ``weight_decay`` / ``betas``
-            of ``config`` are ignored. Default: AdamW with no weight decay on
-            1-D parameters (biases, norm weights).
+            of ``config`` are ignored. Default: AdamW (fused where the parameters
+            allow it) with no weight decay on 1-D parameters (biases, norm weights).
         param_groups: parameter groups for the default AdamW instead of the
             decay / no-decay split (options missing from a group come from ``config``).
 
@@ -240,6 +279,7 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
             f"train_data has {len(train_data)} examples, too few for one batch of "
             f"batch_size={config.batch_size} on each of {world} process(es) with drop_last=True"
         )
+    total_steps = config.total_steps(batches_per_epoch)
     # A private generator: creating a DataLoader iterator draws a seed from it, which
     # would otherwise come from (and shift) the global torch RNG that dropout uses.
     loader_generator = torch.Generator().manual_seed(config.seed)
@@ -254,10 +294,9 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
     # --- optimiser and schedule -------------------------------------------------------
     if optimizer is None:
         groups = param_groups if param_groups is not None else _decay_groups(model, config)
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas,
-                                      weight_decay=config.weight_decay)
+        optimizer = _adamw(groups, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, linear_warmup_decay(config.warmup_steps, config.steps))
+        optimizer, linear_warmup_decay(config.warmup_steps_of(total_steps), total_steps))
 
     # --- state: fresh, or continued from the checkpoint ----------------------------
     state = {"step": 0, "epoch": 0, "position": 0, "elapsed": 0.0, "loss_sum": 0.0,
@@ -266,7 +305,7 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
     if config.resume:
         checkpoint, checkpoint_path = _load_checkpoint(out_dir, config.keep_checkpoints)
     if checkpoint is not None:
-        _check_checkpoint(checkpoint, checkpoint_path, config, world)
+        _check_checkpoint(checkpoint, checkpoint_path, config, world, total_steps)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -297,12 +336,12 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
     params = [p for p in model.parameters() if p.requires_grad]
     show_progress = (config.progress and rank == 0 and sys.stderr.isatty()
                      and not os.environ.get("CI"))
-    bar = tqdm(total=config.steps, initial=step_num, disable=not show_progress,
+    bar = tqdm(total=total_steps, initial=step_num, disable=not show_progress,
                dynamic_ncols=True)
     start_time = time.perf_counter() - state["elapsed"]
     batches = epoch_batches(epoch, position)
     try:
-        while step_num < config.steps:
+        while step_num < total_steps:
             try:
                 batch = next(batches)
             except StopIteration:
@@ -311,9 +350,10 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
                 continue
             position += 1
             step_num += 1
-            is_last = step_num == config.steps
+            is_last = step_num == total_steps
+            end_of_epoch = position == batches_per_epoch
             do_eval = eval_fn is not None and (
-                is_last or (config.eval_every > 0 and step_num % config.eval_every == 0))
+                is_last or config._every(config.eval_every, step_num, end_of_epoch))
             do_log = do_eval or is_last or step_num % config.log_every == 0
 
             # --- one optimisation step ------------------------------------------------
@@ -357,7 +397,8 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
                     metrics_file.flush()
                 bar.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.3g}")
 
-            if config.checkpoint_every and (step_num % config.checkpoint_every == 0 or is_last):
+            if config.checkpoint_every and (
+                    is_last or config._every(config.checkpoint_every, step_num, end_of_epoch)):
                 rng = [_rng_state()]
                 if distributed:
                     rng = [None] * world
@@ -378,7 +419,7 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
                                    for k, v in dataclasses.asdict(config).items()},
                     }, out_dir, config.keep_checkpoints)
 
-        if step_num == config.steps and eval_fn is not None and last_eval is None:
+        if step_num == total_steps and eval_fn is not None and last_eval is None:
             last_eval = _evaluate(model, eval_fn, rank, distributed)  # resumed at the end
     finally:
         bar.close()
@@ -422,6 +463,17 @@ def _init_distributed() -> bool:
         return False
     dist.init_process_group(backend="gloo")
     return True
+
+
+def _adamw(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, fused (one kernel over all parameters: ~10x faster than the per-tensor loop
+    on CPU for MiniLM's 22M parameters, as transformers' Trainer uses) where the parameters'
+    device and dtype allow it."""
+    kwargs = {"lr": config.lr, "betas": config.betas, "weight_decay": config.weight_decay}
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, ValueError):  # e.g. parameters on a device without the kernel
+        return torch.optim.AdamW(groups, **kwargs)
 
 
 def _decay_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
@@ -561,10 +613,11 @@ def _check_finite(model: nn.Module, loss_sum: torch.Tensor, step: int, out_dir: 
             f"{out_dir} is kept")
 
 
-def _check_checkpoint(checkpoint: dict, path: Path, config: TrainConfig, world: int) -> None:
+def _check_checkpoint(checkpoint: dict, path: Path, config: TrainConfig, world: int,
+                      total_steps: int) -> None:
     saved = checkpoint["state"]["step"]
-    if saved > config.steps:
-        raise ValueError(f"{path} is at step {saved}, past config.steps={config.steps}")
+    if saved > total_steps:
+        raise ValueError(f"{path} is at step {saved}, past the {total_steps} steps of this run")
     if checkpoint["world_size"] != world:
         raise ValueError(f"{path} was written by {checkpoint['world_size']} process(es), "
                          f"this run has {world}; the data order would not continue exactly")

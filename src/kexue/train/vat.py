@@ -35,7 +35,10 @@ without ``"labelled"`` only the consistency loss is trained). The step backpropa
 consistency loss when there is no labelled part), detached. The model's prediction on a
 batch comes from ``predict_fn(model, batch)`` (default: ``model(batch)`` or
 ``model(**batch)`` for a mapping, taking ``.logits`` of a Hugging Face output).
-The extra forward passes also update running statistics of batch-norm layers, and
+On an ordinary batch, a ``loss_fn`` that returns ``(loss, outputs)`` (step protocol v2,
+:mod:`kexue.train.step`) gives the clean prediction for free: it is taken from ``outputs``
+(the tensor itself, ``.logits`` or ``[0]``, so return it in the form ``predict_fn`` gives)
+instead of from one more forward pass. The extra forward passes also update running statistics of batch-norm layers, and
 dropout draws new masks in each of them (as in the author's code).
 For a hand-written loop, :meth:`VAT.loss` returns the differentiable consistency loss::
 
@@ -59,13 +62,14 @@ from kexue.train._perturbation import (
     normalize_perturbation,
     site_grads,
 )
-from kexue.train.step import LossFn, check_scalar_loss
+from kexue.train.step import Backward, LossFn, default_backward, split_loss
 
 __all__ = [
     "VAT",
     "NoiseConsistency",
     "default_predict",
     "kl_with_logits",
+    "prediction_of",
     "rademacher_gradient_penalty",
     "split_batch",
     "squared_error",
@@ -118,7 +122,11 @@ def _resolve_divergence(divergence: str | Divergence) -> Divergence:
 def default_predict(model: nn.Module, batch: Any) -> Tensor:
     """``model(**batch)`` for a mapping, else ``model(batch)``; ``.logits`` or ``[0]`` of
     a structured output."""
-    out = model(**batch) if isinstance(batch, Mapping) else model(batch)
+    return prediction_of(model(**batch) if isinstance(batch, Mapping) else model(batch))
+
+
+def prediction_of(out: Any) -> Tensor:
+    """The prediction in a model's output: the tensor itself, ``.logits``, or ``[0]``."""
     if hasattr(out, "logits"):
         out = out.logits
     elif isinstance(out, (tuple, list)):
@@ -168,17 +176,35 @@ class _ConsistencyStep:
             raise ValueError(f"the divergence must return a scalar, got {describe(value)}")
         return value
 
-    def loss(self, model: nn.Module, batch: Any) -> Tensor:  # pragma: no cover - abstract
+    def _loss_at(self, model: nn.Module, batch: Any, clean: Tensor,
+                 xs: list[Tensor]) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn) -> Tensor:
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """The consistency loss on ``batch``, differentiable in the parameters."""
+        clean, xs = self._clean(model, batch)
+        return self._loss_at(model, batch, clean, xs)
+
+    def __call__(self, model: nn.Module, batch: Any, loss_fn: LossFn, *,
+                 backward: Backward | None = None) -> Tensor:
+        backward = backward or default_backward
         labelled, unlabelled = split_batch(batch)
-        consistency = self.loss(model, unlabelled)
         if labelled is None:
-            (self.alpha * consistency).backward()
+            consistency = self.loss(model, unlabelled)
+            backward(self.alpha * consistency)
             return consistency.detach()
-        supervised = check_scalar_loss(loss_fn(model, labelled))
-        (supervised + self.alpha * consistency).backward()
+        if labelled is not unlabelled:
+            supervised, _ = split_loss(loss_fn(model, labelled))
+            consistency = self.loss(model, unlabelled)
+        else:  # one batch: the supervised forward is the clean prediction, when loss_fn gives it
+            with self.site.capture() as xs:
+                supervised, outputs = split_loss(loss_fn(model, batch))
+            if outputs is None:
+                clean, xs = self._clean(model, batch)
+            else:
+                clean, xs = prediction_of(outputs).detach(), [x.detach() for x in xs]
+            consistency = self._loss_at(model, batch, clean, xs)
+        backward(supervised + self.alpha * consistency)
         return supervised.detach()
 
 
@@ -234,9 +260,9 @@ class VAT(_ConsistencyStep):
         clean, xs = self._clean(model, batch)
         return [self.epsilon * d for d in self._direction(model, batch, clean, xs)]
 
-    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+    def _loss_at(self, model: nn.Module, batch: Any, clean: Tensor,
+                 xs: list[Tensor]) -> Tensor:
         """The VAT loss ``l(f(x + epsilon u), f_ng(x))``, differentiable in the parameters."""
-        clean, xs = self._clean(model, batch)
         deltas = [self.epsilon * d for d in self._direction(model, batch, clean, xs)]
         return self._consistency(model, batch, clean, deltas)
 
@@ -259,9 +285,9 @@ class NoiseConsistency(_ConsistencyStep):
         self.sigma = check_positive("sigma", sigma)
         super().__init__(target, where, divergence, alpha, predict_fn)
 
-    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+    def _loss_at(self, model: nn.Module, batch: Any, clean: Tensor,
+                 xs: list[Tensor]) -> Tensor:
         """The noise-consistency loss, differentiable in the parameters."""
-        clean, xs = self._clean(model, batch)
         deltas = [self.sigma * torch.randn_like(x) for x in xs]
         return self._consistency(model, batch, clean, deltas)
 
