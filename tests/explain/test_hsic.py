@@ -127,18 +127,34 @@ def test_test_statistic_and_pvalue():
     assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1]) < 0.3  # Pearson misses it
 
 
-def test_low_rank_null_equals_the_gathered_one(monkeypatch):
+def test_low_rank_shortcut_equals_the_dense_computation(monkeypatch):
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(80, generator=generator, dtype=torch.float64)
-    y = torch.randn(80, 2, generator=generator, dtype=torch.float64)
-    for estimator in ("biased", "unbiased"):
-        fast = hsic_test(x, y, 50, estimator=estimator, generator=torch.Generator().manual_seed(1))
-        with monkeypatch.context() as m:
-            m.setattr(hsic_impl, "_pivoted_cholesky", lambda k, max_rank: None)
-            slow = hsic_test(x, y, 50, estimator=estimator,
-                             generator=torch.Generator().manual_seed(1), batch_size=7)
-        torch.testing.assert_close(fast.null, slow.null, atol=1e-12, rtol=0)
-        assert fast.pvalue == slow.pvalue
+    x = torch.randn(300, generator=generator, dtype=torch.float64)
+    y = x.sin()[:, None] + torch.randn(300, 2, generator=generator, dtype=torch.float64)
+    def run(kernel, estimator):
+        return (hsic(x, y, kernel, estimator=estimator, normalized=True),
+                hsic_test(x, y, 50, kernel, estimator=estimator, batch_size=7,
+                          generator=torch.Generator().manual_seed(1)))
+
+    for kernel in ("gaussian", ("gaussian", "linear")):
+        for estimator in ("biased", "unbiased"):
+            fast_value, fast = run(kernel, estimator)
+            assert hsic_impl._gram(x[:, None], "gaussian", "median", "x", True).factor is not None
+            with monkeypatch.context() as m:
+                m.setattr(hsic_impl, "_pivoted_cholesky", lambda *args: None)
+                m.setattr(hsic_impl, "LOW_RANK_FROM", 10**9)
+                slow_value, slow = run(kernel, estimator)
+            torch.testing.assert_close(fast_value, slow_value, atol=1e-10, rtol=0)
+            torch.testing.assert_close(fast.null, slow.null, atol=1e-12, rtol=0)
+            assert fast.pvalue == slow.pvalue
+
+
+@pytest.mark.parametrize("n, ties", [(301, False), (400, False), (333, True)])
+def test_median_distance_of_1d_samples_is_numpys(n, ties):
+    rng = np.random.default_rng(n)
+    a = rng.integers(0, 20, size=(n, 1)).astype(float) if ties else rng.standard_cauchy((n, 1))
+    got = hsic_impl._median_distance(torch.from_numpy(a)).item()
+    assert got == pytest.approx(numpy_median_distance(a), rel=1e-14, abs=0)
 
 
 def test_false_positive_rate_is_alpha():

@@ -20,21 +20,28 @@ From ``n`` pairs, with kernel matrices ``K``, ``L`` ``(n, n)`` and ``H = I - 11^
 
   whose mean over independent samples is exactly 0.
 
-Both are ``c * sum(A * L)`` with ``A`` the centred ``K`` (``H K H``, or the U-centred ``K~``
-for the unbiased estimator) and ``c = 1/n^2`` or ``1/(n(n-3))``, so the permutation test
-centres once and scores every permutation ``pi`` as ``c * sum_ij A_ij L_pi(i)pi(j)``: a batch
-of permutations is one gather and one matrix-vector product.
+Both need only ``S = sum_ij K_ij L_ij``, the row sums and the diagonals (see
+:func:`_estimate`). Re-pairing ``y`` by a permutation ``pi`` changes ``S`` into
+``sum_ij K_ij L_pi(i)pi(j)`` and permutes ``L``'s row sums and diagonal, so the permutation
+test scores a whole batch of permutations at once. When a kernel matrix has a low numerical
+rank (smooth kernels on low-dimensional data), a pivoted Cholesky factor ``K ~ F F^T``, exact
+to rounding level, replaces it: then ``S = ||F^T G||_F^2`` costs ``O(n r^2)`` instead of
+``O(n^2)`` (for every permutation, ``||F^T G[pi]||^2``: a batch of small matrix products);
+otherwise the ``(n, n)`` matrices are formed and a permutation is a gather ``L[pi][:, pi]``.
 
 The Gaussian kernel is ``exp(-||a - b||^2 / (2 sigma^2))`` with ``sigma`` the median of the
 pairwise distances by default (as in hyppo; if that median is 0, sigma = 1). The post writes
 ``exp(-||a - b||^2 / sigma^2)``, i.e. its sigma is ``sqrt(2)`` times this one. With
 ``normalized=True``, ``hsic`` returns ``HSIC(x, y) / sqrt(HSIC(x, x) HSIC(y, y))`` (centred
 kernel alignment for the biased estimator), a number in ``[-1, 1]``: hyppo's ``Hsic`` statistic
-is this for ``"unbiased"``, and its square root for ``"biased"``.
+is this for ``"unbiased"``, and its square root for ``"biased"`` (hyppo applies the median
+bandwidth of ``x`` to both kernels: pass ``bandwidth=("median", sigma_x)`` to match it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -48,6 +55,7 @@ ESTIMATORS = ("biased", "unbiased")
 BATCH_ENTRIES = 2**26
 # residual trace / trace at which a pivoted Cholesky factor is exact to rounding level
 RANK_TOLERANCE = {torch.float64: 1e-12}
+LOW_RANK_FROM = 256  # below this many samples the (n, n) matrices are cheap enough
 
 
 class HSICTest(NamedTuple):
@@ -56,6 +64,20 @@ class HSICTest(NamedTuple):
     statistic: Tensor  # () the estimator on the observed pairing
     pvalue: float  # (1 + #{null >= statistic}) / (1 + permutations)
     null: Tensor  # (permutations,) the estimator on permuted pairings
+
+
+@dataclass
+class Gram:
+    """One variable's kernel matrix ``K`` ``(n, n)``, or a factor ``F`` ``(n, r)`` with
+    ``K ~ F F^T``; with its row sums ``K 1`` and diagonal, ``(n,)`` each."""
+
+    matrix: Tensor | None
+    factor: Tensor | None
+    rows: Tensor
+    diag: Tensor
+
+    def dense(self) -> Tensor:
+        return self.matrix if self.matrix is not None else self.factor @ self.factor.T
 
 
 def _as_samples(a: Tensor, name: str) -> Tensor:
@@ -79,23 +101,14 @@ def _pair(value: object, name: str) -> tuple[object, object]:
     return value, value
 
 
-def _squared_distances(a: Tensor) -> Tensor:
-    """``||a_i - a_j||^2`` ``(n, n)`` of samples ``a`` ``(n, d)`` (in one new buffer)."""
-    if a.shape[1] == 1:
-        d = a - a.T
-        return d.square() if d.requires_grad else d.square_()
-    sq = a.square().sum(1)
-    return torch.addmm(sq[:, None] + sq[None, :], a, a.T, alpha=-2).clamp_min(0)
-
-
 def _median(v: Tensor) -> Tensor:
     """Exact median of a 1-D tensor (the mean of the two middle values for an even count,
     as ``numpy.median``).
 
-    Selection over millions of distances is the slow part of the median bandwidth, so a
-    sorted sample of 2**16 values brackets the middle ranks, one pass counts the values
-    below the bracket and keeps those inside it (a few percent), and only those are
-    searched; if the bracket misses (it almost never does), the search runs on ``v``.
+    Selection over millions of distances is slow, so a sorted sample of 2**16 values
+    brackets the middle ranks, one pass counts the values below the bracket and keeps those
+    inside it (a few percent), and only those are searched; if the bracket misses (it
+    almost never does), the search runs on ``v``.
     """
     m = v.numel()
     ranks = ((m - 1) // 2, m // 2)  # 0-based ranks of the middle value(s)
@@ -112,93 +125,131 @@ def _median(v: Tensor) -> Tensor:
     return sum(middle) / len(middle)
 
 
-def _kernel(a: Tensor, kernel: object, bandwidth: object, name: str) -> Tensor:
-    """Kernel matrix ``(n, n)`` of the samples ``a`` ``(n, d)``."""
-    if kernel == "linear":
-        return a @ a.T
-    if kernel != "gaussian":
-        raise ValueError(f"kernel for {name} must be one of {KERNELS}, got {kernel!r}")
+def _middle_gaps(s: Tensor) -> Tensor:
+    """Median of the gaps ``s_j - s_i`` (``i < j``) of sorted values ``s`` ``(n,)``.
+
+    The ``n (n-1) / 2`` gaps are never all formed: a sorted sample of 2**14 random gaps
+    brackets the middle ranks (+-5 standard deviations), ``searchsorted`` counts the gaps
+    below the bracket and finds, for each ``i``, the ``j`` whose gaps fall inside it (a few
+    percent of all), and those alone are searched. If the bracket misses, it is widened to
+    every gap.
+    """
+    n = len(s)
+    pairs = n * (n - 1) // 2
+    ranks = ((pairs - 1) // 2, pairs // 2)  # 0-based ranks of the middle gap(s)
+    first = torch.arange(1, n + 1)  # gaps of i start at j = i + 1
+    generator = torch.Generator().manual_seed(0)
+    size = 2**14
+    i, j = torch.randint(n, (2, size), generator=generator)
+    sample = (s[i] - s[j]).abs()[i != j].sort().values
+    margin = 5 * (0.25 * len(sample)) ** 0.5 + 1
+    low = int(len(sample) * ranks[0] / pairs - margin)
+    high = int(len(sample) * ranks[1] / pairs + margin)
+    lo = sample[low] if low >= 0 else s.new_tensor(-1.0)
+    hi = sample[high] if high < len(sample) else s[-1] - s[0]
+    starts = torch.maximum(torch.searchsorted(s, s + lo, right=True), first)  # first gap > lo
+    ends = torch.maximum(torch.searchsorted(s, s + hi, right=True), starts)  # past gaps <= hi
+    below = int((starts - first).sum())
+    if not (below <= ranks[0] and ranks[1] < int((ends - first).sum())):
+        starts, ends, below = first.clamp_max(n), torch.full_like(first, n), 0  # every gap
+    counts = ends - starts
+    rows = torch.repeat_interleave(torch.arange(n), counts)  # i of each candidate gap
+    offsets = torch.arange(len(rows)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    gaps = s[starts[rows] + offsets] - s[rows]
+    middle = [gaps.kthvalue(r - below + 1).values for r in sorted(set(ranks))]
+    return sum(middle) / len(middle)
+
+
+def _median_distance(a: Tensor) -> Tensor:
+    """Median of the ``n (n-1) / 2`` pairwise distances of the samples ``a`` ``(n, d)``:
+    from the sorted values for 1-d samples (``O(n log n)`` plus a few percent of the
+    gaps), else from ``torch.pdist``."""
+    a = a.detach()
+    if a.shape[1] > 1:
+        return _median(torch.pdist(a))
+    return _middle_gaps(a.reshape(-1).sort().values)
+
+
+def _squared_distances(a: Tensor, b: Tensor) -> Tensor:
+    """``||a_i - b_j||^2`` ``(n, m)`` of samples ``a`` ``(n, d)`` and ``b`` ``(m, d)``."""
+    if a.shape[1] == 1:
+        d = a - b.T
+        return d.square() if d.requires_grad else d.square_()
+    return torch.addmm((a.square().sum(1)[:, None] + b.square().sum(1)[None, :]), a, b.T,
+                       alpha=-2).clamp_min(0)
+
+
+def _sigma(a: Tensor, bandwidth: object, name: str) -> Tensor:
     if isinstance(bandwidth, str):
         if bandwidth != "median":
             raise ValueError(f"bandwidth for {name} must be 'median' or a positive number, "
                              f"got {bandwidth!r}")
-        sigma = _median(torch.pdist(a.detach()))  # the n (n-1) / 2 pairwise distances
-        d2 = _squared_distances(a)
-        sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))  # hyppo's fallback
-    elif isinstance(bandwidth, (int, float, Tensor)) and not isinstance(bandwidth, bool) \
+        sigma = _median_distance(a)
+        return torch.where(sigma > 0, sigma, torch.ones_like(sigma))  # hyppo's fallback
+    if isinstance(bandwidth, (int, float, Tensor)) and not isinstance(bandwidth, bool) \
             and torch.as_tensor(bandwidth).numel() == 1 and float(bandwidth) > 0:
-        d2 = _squared_distances(a)
-        sigma = torch.as_tensor(bandwidth, dtype=a.dtype)
-    else:
-        raise ValueError(f"bandwidth for {name} must be 'median' or a positive number, "
-                         f"got {bandwidth!r}")
+        return torch.as_tensor(bandwidth, dtype=a.dtype)
+    raise ValueError(f"bandwidth for {name} must be 'median' or a positive number, "
+                     f"got {bandwidth!r}")
+
+
+def _gaussian(a: Tensor, b: Tensor, sigma: Tensor) -> Tensor:
+    d2 = _squared_distances(a, b)
     if d2.requires_grad:
         return (d2 * (-0.5 / sigma**2)).exp()
-    return d2.mul_(-0.5 / sigma**2).exp_()  # in place: n^2 entries, no second buffer
+    return d2.mul_(-0.5 / sigma**2).exp_()  # in place: one (n, m) buffer
 
 
-def _pivoted_cholesky(k: Tensor, max_rank: int) -> Tensor | None:
+def _pivoted_cholesky(columns: Callable[[int], Tensor], diag: Tensor,
+                      max_rank: int) -> Tensor | None:
     """``F`` ``(n, r)`` with ``K ~ F F^T`` to rounding level, or None if ``r > max_rank``.
 
-    Greedy pivoted (incomplete) Cholesky of the positive semi-definite ``K``: stops when
-    the residual trace is below ``RANK_TOLERANCE`` of the trace, where ``sum(R * M)`` for
-    the residual ``R`` and any ``M`` with entries <= 1 is below ``n * tr(R)``.
+    Greedy pivoted (incomplete) Cholesky of the positive semi-definite ``K`` given its
+    diagonal and a way to compute a column; stops when the residual trace is below
+    ``RANK_TOLERANCE`` of the trace (``|sum(R * M)| <= n tr(R)`` for the residual ``R``
+    and any ``M`` with entries in ``[-1, 1]``).
     """
-    n = k.shape[0]
-    residual = k.diagonal().clone()
-    stop = RANK_TOLERANCE.get(k.dtype, 1e-6) * residual.sum().clamp_min(1e-300)
-    f = k.new_zeros(n, min(max_rank, n))
+    n = len(diag)
+    residual = diag.clone()
+    stop = RANK_TOLERANCE.get(diag.dtype, 1e-6) * residual.sum().clamp_min(1e-300)
+    f = diag.new_zeros(n, min(max_rank, n))
     for j in range(f.shape[1] + 1):
         if residual.clamp_min(0).sum() <= stop:
             return f[:, :j]
         if j == f.shape[1]:
             return None
         i = int(residual.argmax())
-        f[:, j] = (k[:, i] - f[:, :j] @ f[i, :j]) / residual[i].sqrt()
+        f[:, j] = (columns(i) - f[:, :j] @ f[i, :j]) / residual[i].sqrt()
         residual -= f[:, j].square()
     return None
 
 
-def _pair_sums(k: Tensor, l: Tensor, orders: Tensor, batch_size: int | None) -> Tensor:
-    """``sum_ij K_ij L_pi(i)pi(j)`` for each row ``pi`` of ``orders`` ``(P, n)``."""
-    n = k.shape[0]
-    max_rank = max(1, min(64, n // 8))
-    f = _pivoted_cholesky(k, max_rank)
-    g = _pivoted_cholesky(l, max_rank) if f is not None else None
-    if f is not None and g is not None:  # a batch of small traces: ||F^T G[pi]||_F^2
-        return torch.cat([torch.matmul(f.T, g[p]).square().sum((1, 2))
-                          for p in orders.split(batch_size or 1024)])
-    k_flat = k.reshape(-1)
-    chunk = batch_size or max(1, BATCH_ENTRIES // (n * n))
-    return torch.cat([l[p[:, :, None], p[:, None, :]].reshape(len(p), -1) @ k_flat
-                      for p in orders.split(chunk)])
+def _gram(a: Tensor, kernel: object, bandwidth: object, name: str, low_rank: bool) -> Gram:
+    """The kernel of samples ``a`` ``(n, d)``: a low-rank factor when ``low_rank`` and one
+    of at most ``min(64, n/8)`` columns reaches rounding level, else the matrix."""
+    n = a.shape[0]
+    max_rank = min(64, n // 8)
+    low_rank = low_rank and n >= LOW_RANK_FROM
+    if kernel == "linear":
+        if low_rank and a.shape[1] <= max_rank:
+            return Gram(None, a, a @ a.sum(0), a.square().sum(1))
+        k = a @ a.T
+        return Gram(k, None, k.sum(1), k.diagonal())
+    if kernel != "gaussian":
+        raise ValueError(f"kernel for {name} must be one of {KERNELS}, got {kernel!r}")
+    sigma = _sigma(a, bandwidth, name)
+    ones = a.new_ones(n)
+    if low_rank:
+        f = _pivoted_cholesky(lambda i: _gaussian(a, a[i:i + 1], sigma)[:, 0], ones, max_rank)
+        if f is not None:
+            return Gram(None, f, f @ f.sum(0), ones)
+    k = _gaussian(a, a, sigma)
+    return Gram(k, None, k.sum(1), ones)
 
 
-def _estimate(pair_sum: Tensor, k: Tensor, l: Tensor, orders: Tensor | None,
-              estimator: str) -> Tensor:
-    """The estimator for pairings ``(x_i, y_pi(i))`` from ``pair_sum = sum_ij K_ij L_pi(i)pi(j)``.
-
-    Biased: ``[S - 2/n (K1)^T (L1)_pi + 1^T K 1 1^T L 1 / n^2] / n^2``; unbiased (zeroed
-    diagonals ``~``): ``[S - sum_i K_ii L_pi(i)pi(i) + 1^T K~ 1 1^T L~ 1 / ((n-1)(n-2))
-    - 2/(n-2) (K~1)^T (L~1)_pi] / (n(n-3))``. ``orders`` None is the observed pairing.
-    """
-    n = k.shape[0]
-    k_rows, l_rows = k.sum(1), l.sum(1)  # (n,)
-    if estimator == "biased":
-        l_rows = l_rows if orders is None else l_rows[orders]  # (P, n)
-        return (pair_sum - 2 / n * (l_rows @ k_rows) + k_rows.sum() * l_rows.sum(-1) / n**2) / n**2
-    k_diag, l_diag = k.diagonal(), l.diagonal()
-    k_rows, l_rows = k_rows - k_diag, l_rows - l_diag
-    if orders is not None:
-        l_diag, l_rows = l_diag[orders], l_rows[orders]  # (P, n)
-    total = (pair_sum - l_diag @ k_diag + k_rows.sum() * l_rows.sum(-1) / ((n - 1) * (n - 2))
-             - 2 / (n - 2) * (l_rows @ k_rows))
-    return total / (n * (n - 3))
-
-
-def _kernels(x: Tensor, y: Tensor, kernel: object, bandwidth: object,
-             estimator: str) -> tuple[Tensor, Tensor]:
-    """Validated kernel matrices ``(n, n)`` of ``x`` and ``y``."""
+def _grams(x: Tensor, y: Tensor, kernel: object, bandwidth: object, estimator: str,
+           low_rank: bool) -> tuple[Gram, Gram]:
+    """Validated kernels of ``x`` and ``y``."""
     x, y = _as_samples(x, "x"), _as_samples(y, "y")
     n = x.shape[0]
     if y.shape[0] != n:
@@ -211,11 +262,48 @@ def _kernels(x: Tensor, y: Tensor, kernel: object, bandwidth: object,
         raise ValueError(f"the {estimator} estimator needs n >= {least} samples, got {n}")
     dtype = torch.promote_types(x.dtype, y.dtype)
     (kx, ky), (bx, by) = _pair(kernel, "kernel"), _pair(bandwidth, "bandwidth")
-    return _kernel(x.to(dtype), kx, bx, "x"), _kernel(y.to(dtype), ky, by, "y")
+    return (_gram(x.to(dtype), kx, bx, "x", low_rank), _gram(y.to(dtype), ky, by, "y", low_rank))
 
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return a.reshape(-1) @ b.reshape(-1)
+def _pair_sum(k: Gram, l: Gram) -> Tensor:
+    """``sum_ij K_ij L_ij``."""
+    if k.factor is not None and l.factor is not None:
+        return (k.factor.T @ l.factor).square().sum()
+    return k.dense().reshape(-1) @ l.dense().reshape(-1)
+
+
+def _permuted_pair_sums(k: Gram, l: Gram, orders: Tensor, batch_size: int | None) -> Tensor:
+    """``sum_ij K_ij L_pi(i)pi(j)`` for each row ``pi`` of ``orders`` ``(P, n)``."""
+    if k.factor is not None and l.factor is not None:  # batched traces ||F^T G[pi]||^2
+        f, g = k.factor, l.factor
+        return torch.cat([torch.matmul(f.T, g[p]).square().sum((1, 2))
+                          for p in orders.split(batch_size or 1024)])
+    n = orders.shape[1]
+    k_flat, l_dense = k.dense().reshape(-1), l.dense()
+    chunk = batch_size or max(1, BATCH_ENTRIES // (n * n))
+    return torch.cat([l_dense[p[:, :, None], p[:, None, :]].reshape(len(p), -1) @ k_flat
+                      for p in orders.split(chunk)])
+
+
+def _estimate(pair_sum: Tensor, k: Gram, l: Gram, estimator: str,
+              orders: Tensor | None = None) -> Tensor:
+    """The estimator for the pairings ``(x_i, y_pi(i))`` from
+    ``S = sum_ij K_ij L_pi(i)pi(j)`` (``orders`` None: the observed pairing).
+
+    Biased: ``[S - 2/n (K1)^T (L1)_pi + 1^T K 1 1^T L 1 / n^2] / n^2``; unbiased (zeroed
+    diagonals ``~``): ``[S - sum_i K_ii L_pi(i)pi(i) + 1^T K~ 1 1^T L~ 1 / ((n-1)(n-2))
+    - 2/(n-2) (K~1)^T (L~1)_pi] / (n(n-3))``.
+    """
+    n = len(k.rows)
+    k_rows, l_rows, k_diag, l_diag = k.rows, l.rows, k.diag, l.diag
+    if orders is not None:
+        l_rows, l_diag = l_rows[orders], l_diag[orders]  # (P, n)
+    if estimator == "biased":
+        return (pair_sum - 2 / n * (l_rows @ k_rows) + k_rows.sum() * l_rows.sum(-1) / n**2) / n**2
+    k_rows, l_rows = k_rows - k_diag, l_rows - l_diag
+    total = (pair_sum - l_diag @ k_diag + k_rows.sum() * l_rows.sum(-1) / ((n - 1) * (n - 2))
+             - 2 / (n - 2) * (l_rows @ k_rows))
+    return total / (n * (n - 3))
 
 
 def hsic(
@@ -238,15 +326,18 @@ def hsic(
         normalized: divide by ``sqrt(HSIC(x, x) HSIC(y, y))``.
 
     Returns:
-        A 0-dim tensor in the inputs' (promoted) dtype, differentiable with respect to ``x``
-        and ``y`` for a fixed bandwidth.
+        A 0-dim tensor in the inputs' (promoted) dtype. It is differentiable with respect
+        to ``x`` and ``y`` (for a fixed bandwidth); the low-rank shortcut is used only when
+        no gradient is being recorded.
     """
-    k, l = _kernels(x, y, kernel, bandwidth, estimator)
-    value = _estimate(_dot(k, l), k, l, None, estimator)
+    recording = torch.is_grad_enabled() and any(
+        isinstance(a, Tensor) and a.requires_grad for a in (x, y))
+    k, l = _grams(x, y, kernel, bandwidth, estimator, low_rank=not recording)
+    value = _estimate(_pair_sum(k, l), k, l, estimator)
     if not normalized:
         return value
-    xx = _estimate(_dot(k, k), k, k, None, estimator)
-    yy = _estimate(_dot(l, l), l, l, None, estimator)
+    xx = _estimate(_pair_sum(k, k), k, k, estimator)
+    yy = _estimate(_pair_sum(l, l), l, l, estimator)
     for name, v in (("x", xx), ("y", yy)):
         if not v > 0:
             raise ValueError(f"normalized=True needs HSIC({name}, {name}) > 0, got {v.item():.3g} "
@@ -270,11 +361,8 @@ def hsic_test(
     The null distribution is the estimator on ``permutations`` random re-pairings
     ``(x_i, y_pi(i))``; the p-value is ``(1 + #{null >= statistic}) / (1 + permutations)``
     (as in hyppo). Kernels and bandwidths are computed once, on the observed samples
-    (permuting ``y`` changes neither). When both kernel matrices have a low numerical rank
-    (smooth kernels on low-dimensional data: a pivoted Cholesky ``K ~ F F^T`` to rounding
-    level with at most ``min(64, n/8)`` columns), ``sum_ij K_ij L_pi(i)pi(j)`` is
-    ``||F^T G[pi]||^2``, a batch of small matrix products; otherwise each permutation
-    gathers ``L[pi][:, pi]`` (``n^2`` entries).
+    (permuting ``y`` changes neither), and the permutations are scored in batches (see the
+    module docstring).
 
     Args:
         permutations: number of random permutations (>= 1).
@@ -288,13 +376,13 @@ def hsic_test(
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    k, l = _kernels(x, y, kernel, bandwidth, estimator)
-    n = k.shape[0]
-    orders = torch.rand(permutations, n, generator=generator).argsort(dim=1)  # (perms, n)
-    orders = torch.cat([torch.arange(n)[None], orders])  # row 0: the observed pairing
     with torch.no_grad():
-        scores = _estimate(_pair_sums(k, l, orders, batch_size), k, l, orders,
-                           estimator)
+        k, l = _grams(x, y, kernel, bandwidth, estimator, low_rank=True)
+        n = len(k.rows)
+        orders = torch.rand(permutations, n, generator=generator).argsort(dim=1)  # (perms, n)
+        orders = torch.cat([torch.arange(n)[None], orders])  # row 0: the observed pairing
+        scores = _estimate(_permuted_pair_sums(k, l, orders, batch_size), k, l, estimator,
+                           orders)
     statistic, null = scores[0], scores[1:]
     pvalue = (1 + int((null >= statistic).sum())) / (1 + permutations)
     return HSICTest(statistic, pvalue, null)

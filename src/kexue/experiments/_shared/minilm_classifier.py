@@ -1,0 +1,170 @@
+"""Fine-tune the pre-trained MiniLM for text classification, with the weights cached.
+
+Claims about fine-tuning a pre-trained encoder run on all-MiniLM-L6-v2 (the shipped
+``kexue.data.minilm_path()``; ``folder`` takes any local BERT folder instead). This is
+the one place experiments get such a classifier from:
+
+- :class:`MiniLMClassifier` (made by :func:`build`, seeded): :class:`kexue.models.Bert` ->
+  mean pooling over the tokens (MiniLM's sentence-embedding pooling) -> dropout -> linear
+  head;
+- :func:`encode`: rows ``(text, label)`` -> ``TensorDataset(input_ids, attention_mask,
+  labels)`` with MiniLM's WordPiece tokenizer;
+- :func:`fine_tune`: train through :func:`kexue.train.fit` (AdamW, warm-up + linear
+  decay), or load the weights a previous run left in ``cache_dir``; the cache key is the
+  tag, the :class:`FineTuneConfig`, the seed, the data's size and a digest of its first
+  ids, and the file is written atomically (a temporary file, then ``os.replace``);
+- :func:`evaluate`: accuracy, macro-F1, balanced accuracy and loss on a data set.
+
+Training batches are trimmed to their longest row (``logits_of``), so short sentences
+cost what they are, not ``max_length``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from kexue.experiments._shared.classification import (
+    classification_metrics,
+    cross_entropy_loss,
+    predict,
+)
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Hyper-parameters of :func:`fine_tune` (all part of the cache key)."""
+
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 5e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+
+
+class MiniLMClassifier(nn.Module):
+    """Pre-trained BERT encoder, mean pooling over real tokens, dropout, linear head.
+
+    ``forward(input_ids, attention_mask)`` -> logits ``(batch, num_classes)``.
+    """
+
+    def __init__(self, num_classes: int, folder: str | os.PathLike | None = None,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        from kexue.data import minilm_path
+        from kexue.models import Bert
+
+        self.folder = str(folder or minilm_path())
+        self.bert = Bert.from_pretrained(self.folder, pooler=False, mlm=False)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.bert.config.hidden_size, num_classes)
+
+    def pool(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Mean of the last hidden states over real tokens, ``(batch, hidden)``."""
+        h = self.bert(input_ids, attention_mask).last_hidden_state  # (batch, seq, hidden)
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.head(self.dropout(self.pool(input_ids, attention_mask)))
+
+
+def build(num_classes: int, seed: int, folder: str | os.PathLike | None = None,
+          dropout: float = 0.1) -> MiniLMClassifier:
+    """A :class:`MiniLMClassifier` whose head is initialised from ``seed``."""
+    from kexue.train import seed_everything
+
+    seed_everything(seed)
+    return MiniLMClassifier(num_classes, folder, dropout)
+
+
+def tokenizer(folder: str | os.PathLike | None = None) -> Any:
+    """MiniLM's WordPiece tokenizer (or the one of ``folder``)."""
+    from kexue.data import WordPieceTokenizer, minilm_path
+
+    return WordPieceTokenizer.from_pretrained(folder or minilm_path())
+
+
+def encode(rows: Sequence[tuple[str, int]], max_length: int = 64,
+           folder: str | os.PathLike | None = None) -> TensorDataset:
+    """``(text, label)`` rows -> ``TensorDataset(input_ids, attention_mask, labels)``."""
+    batch = tokenizer(folder).batch_encode([t for t, _ in rows], max_length=max_length)
+    labels = torch.tensor([label for _, label in rows], dtype=torch.long)
+    return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
+
+
+def cache_path(cache_dir: str | os.PathLike, tag: str, config: FineTuneConfig, seed: int,
+               data: TensorDataset, extra: dict[str, Any] | None = None) -> Path:
+    """Where :func:`fine_tune` keeps the weights of this (tag, config, seed, data)."""
+    ids = data.tensors[0]
+    key = json.dumps({"tag": tag, "config": dataclasses.asdict(config), "seed": seed,
+                      "data": [len(data), *ids.shape[1:]], "extra": extra or {},
+                      "ids": hashlib.sha1(ids[:256].numpy().tobytes()).hexdigest()},
+                     sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"minilm-{tag}-s{seed}-{digest}.pt"
+
+
+def save_atomic(state: dict[str, Tensor], path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fine_tune(
+    model: nn.Module,
+    train: TensorDataset,
+    config: FineTuneConfig,
+    *,
+    seed: int,
+    cache_dir: str | os.PathLike | None,
+    tag: str,
+    loss_fn: Callable[[nn.Module, Any], Tensor] = cross_entropy_loss,
+    step: Any = None,
+    log: Callable[[str], None] = print,
+) -> nn.Module:
+    """Fine-tune ``model`` on ``train`` (or load cached weights) and return it in eval mode.
+
+    ``tag`` names the variant (e.g. ``"sst2"``, ``"sst2-fgm"``): two runs share weights only
+    when tag, config, seed and data agree. ``step`` is a :mod:`kexue.train.step` step (FGM,
+    ...); ``cache_dir=None`` always trains.
+    """
+    from kexue.train import TrainConfig, fit, plain_step
+
+    path = None if cache_dir is None else cache_path(cache_dir, tag, config, seed, train)
+    if path is not None and path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        log(f"      loaded cached weights {path.name}")
+        return model.eval()
+    fit(model, loss_fn, train, TrainConfig(
+        steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
+        weight_decay=config.weight_decay, seed=seed, progress=False,
+        log_every=max(1, config.steps // 5)), step=step or plain_step)
+    if path is not None:
+        save_atomic(model.state_dict(), path)
+    return model.eval()
+
+
+def evaluate(model: nn.Module, data: TensorDataset, num_classes: int = 2,
+             batch_size: int = 64) -> dict[str, float]:
+    """Accuracy, macro-F1, balanced accuracy (percent) and cross-entropy on ``data``."""
+    logits = predict(model, data, batch_size=batch_size)
+    return classification_metrics(logits, data.tensors[2], num_classes)
