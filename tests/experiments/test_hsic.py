@@ -45,5 +45,5 @@ def test_verdict_follows_the_power_of_the_tests():
     assert verdict(exp.checks(synthetic([0.97, 0.99, 0.98], [0.08, 0.1, 0.07]))) == REPRODUCED
     blind = synthetic([0.30, 0.25, 0.35], [0.08, 0.1, 0.07])
     assert verdict(exp.checks(blind)) == NOT_REPRODUCED
-    uncalibrated = synthetic([0.97, 0.99, 0.98], [0.08, 0.1, 0.07], fpr=(0.3, 0.25, 0.35))
+    uncalibrated = synthetic([0.97, 0.99, 0.98], [0.08, 0.1, 0.07], fpr=(0.30, 0.32, 0.31))
     assert verdict(exp.checks(uncalibrated)) == NOT_REPRODUCED

@@ -157,6 +157,7 @@ class IntegratedGradients(Experiment):
     datasets = ("sst2",)
     minutes = {"quick": 4, "full": 60}
     seeds = 3
+    uses_model = True
     claim = Claim(
         post="积分梯度：一种新颖的神经网络可视化方法",
         date="2020-06-28",
@@ -195,24 +196,24 @@ class IntegratedGradients(Experiment):
         n_explain = ctx.pick(40, 200, smoke=3)
         ig_steps = ctx.pick(16, 50, smoke=4)
         k_max = ctx.pick(5, 5, smoke=2)
-        max_length = 64
+        max_length, folder = 64, ctx.model_path()
 
         train_rows, test_rows = load_rows(n_train)
         rng = np.random.default_rng(1000 + ctx.seed)
         test_pick = rng.permutation(len(test_rows))
-        model = build(2, ctx.seed)
-        fine_tune(model, encode(train_rows, max_length), config, seed=ctx.seed,
+        model = build(2, ctx.seed, folder)
+        fine_tune(model, encode(train_rows, max_length, folder), config, seed=ctx.seed,
                   cache_dir=ctx.cache_dir, tag=f"sst2-{n_train}", log=ctx.log)
         scored = [test_rows[i] for i in sorted(test_pick[:n_test])] if n_test else test_rows
-        accuracy = evaluate(model, encode(scored, max_length))["accuracy"]
+        accuracy = evaluate(model, encode(scored, max_length, folder))["accuracy"]
         ctx.log(f"      test accuracy {accuracy:.2f}% on {len(scored)} sentences")
 
         # sentences to explain: other test sentences, 8..40 word pieces of content
-        tok = tokenizer()
+        tok = tokenizer(folder)
         candidates = [test_rows[i] for i in test_pick[n_test or 0:]]
         lengths = [len(tok.tokenize(t)) for t, _ in candidates]
         chosen = [row for row, n in zip(candidates, lengths) if 8 <= n <= 40][:n_explain]
-        data = encode(chosen, max_length)
+        data = encode(chosen, max_length, folder)
         ids, mask = data.tensors[0], data.tensors[1]
         with torch.no_grad():
             probs = model(ids, mask).softmax(-1)

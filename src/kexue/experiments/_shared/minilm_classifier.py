@@ -149,7 +149,8 @@ def fine_tune(
     """
     from kexue.train import TrainConfig, fit, plain_step
 
-    path = None if cache_dir is None else cache_path(cache_dir, tag, config, seed, train)
+    model_id = {"model": str(getattr(model, "folder", type(model).__name__))}
+    path = None if cache_dir is None else cache_path(cache_dir, tag, config, seed, train, model_id)
     if path is not None and path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         log(f"      loaded cached weights {path.name}")
