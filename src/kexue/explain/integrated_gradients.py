@@ -13,11 +13,13 @@ Taylor split that is only approximate). The integral is a quadrature
 ``sum_k w_k grad F(x' + a_k (x - x'))`` with captum's rules, so the results agree with
 ``captum.attr.IntegratedGradients`` at the same ``steps`` and ``method``:
 
+- ``"gausslegendre"`` (the default, as in captum): Gauss-Legendre nodes and weights mapped
+  to ``[0, 1]``, exact for polynomial integrands of degree ``< 2n``;
 - ``"riemann_trapezoid"``: ``a_k = k / (n - 1)``, weights ``1/n`` with the two ends halved
-  (captum's weights, which sum to ``1 - 1/n``);
+  (captum's weights; they sum to ``1 - 1/n``, so the completeness gap shrinks only like
+  ``1/n``);
 - ``"riemann_left" / "riemann_right" / "riemann_middle"``: ``n`` equal weights ``1/n``
   (``riemann_right`` with ``steps=1`` is gradient x input, ``grad F(x) * (x - x')``);
-- ``"gausslegendre"``: Gauss-Legendre nodes and weights mapped to ``[0, 1]``;
 - ``"author"``: the post's bert4keras demo, ``a_k = k / (n - 1)`` and weight ``a_k / n``, i.e.
   ``mean_k grad F(a_k x) * (a_k x)`` for a zero baseline (gradient x *scaled* input). It is
   not a quadrature of IG (its weights sum to 1/2), so completeness does not hold: its
@@ -206,7 +208,7 @@ def integrated_gradients(
     inputs: Tensor,
     baseline: Tensor | float | None = None,
     steps: int = 50,
-    method: str = "riemann_trapezoid",
+    method: str = "gausslegendre",
     batch_size: int | None = None,
     *,
     target: int | Sequence[int] | Tensor | None = None,
@@ -288,7 +290,7 @@ def layer_integrated_gradients(
     inputs: Tensor | tuple[Any, ...],
     baseline: Tensor | float | None = None,
     steps: int = 50,
-    method: str = "riemann_trapezoid",
+    method: str = "gausslegendre",
     batch_size: int | None = None,
     *,
     target: int | Sequence[int] | Tensor | None = None,
