@@ -178,9 +178,9 @@ class IntegratedGradients(Experiment):
         post_setting="ALBERT-small fine-tuned on the Chinese sentiment set; IG with 20 steps "
         "on the token-embedding table (gradient x scaled input), probability of the predicted "
         "label, token scores by L2 norm; qualitative.",
-        our_setting="all-MiniLM-L6-v2 + mean pooling + linear head, 150 fine-tuning steps "
-        "(batch 16, lr 1e-4) on 4000 SST-2 train sentences; test accuracy on 500 test "
-        "sentences; IG (Gauss-Legendre, 16 steps, zero baseline at the token embeddings, "
+        our_setting="all-MiniLM-L6-v2 + mean pooling + linear head; 200 fine-tuning steps "
+        "(batch 16, lr 1e-4, the top 3 of 6 layers and the head trained) on 4000 SST-2 train "
+        "sentences; test accuracy on a fixed 600 of the 1821 test sentences; IG (Gauss-Legendre, 16 steps, zero baseline at the token embeddings, "
         "F = predicted-class probability) and the deletion test on 40 test sentences per seed.",
         substitution="The post's Chinese ALBERT-small is not available offline; the pre-trained "
         "encoder shipped here (all-MiniLM-L6-v2) is English, so the task is English SST-2. A "
@@ -189,30 +189,32 @@ class IntegratedGradients(Experiment):
 
     def run(self, ctx: Context) -> Run:
         n_train = ctx.pick(4000, None, smoke=64)
-        config = ctx.pick(FineTuneConfig(steps=150, batch_size=16, lr=1e-4),
+        config = ctx.pick(FineTuneConfig(steps=200, batch_size=16, lr=1e-4, train_layers=3),
                           FineTuneConfig(steps=2000, batch_size=32, lr=5e-5),
-                          smoke=FineTuneConfig(steps=2, batch_size=4, lr=1e-4))
-        n_test = ctx.pick(500, None, smoke=16)
+                          smoke=FineTuneConfig(steps=2, batch_size=4, lr=1e-4, train_layers=1))
+        n_test = ctx.pick(600, None, smoke=16)
         n_explain = ctx.pick(40, 200, smoke=3)
         ig_steps = ctx.pick(16, 50, smoke=4)
         k_max = ctx.pick(5, 5, smoke=2)
         max_length, folder = 64, ctx.model_path()
 
         train_rows, test_rows = load_rows(n_train)
-        rng = np.random.default_rng(1000 + ctx.seed)
-        test_pick = rng.permutation(len(test_rows))
+        # accuracy on one fixed test subset; the sentences to explain vary with the seed
+        split = np.random.default_rng(1000).permutation(len(test_rows))
+        scored_ids = split[:n_test] if n_test else split
+        rest = split[n_test:] if n_test else split
         model = build(2, ctx.seed, folder)
         fine_tune(model, encode(train_rows, max_length, folder), config, seed=ctx.seed,
                   cache_dir=ctx.cache_dir, tag=f"sst2-{n_train}", log=ctx.log)
-        scored = [test_rows[i] for i in sorted(test_pick[:n_test])] if n_test else test_rows
+        scored = [test_rows[i] for i in sorted(scored_ids)]
         accuracy = evaluate(model, encode(scored, max_length, folder))["accuracy"]
         ctx.log(f"      test accuracy {accuracy:.2f}% on {len(scored)} sentences")
 
         # sentences to explain: other test sentences, 8..40 word pieces of content
         tok = tokenizer(folder)
-        candidates = [test_rows[i] for i in test_pick[n_test or 0:]]
-        lengths = [len(tok.tokenize(t)) for t, _ in candidates]
-        chosen = [row for row, n in zip(candidates, lengths) if 8 <= n <= 40][:n_explain]
+        order = np.random.default_rng(ctx.seed).permutation(rest)[:4 * n_explain]
+        candidates = [test_rows[i] for i in order]
+        chosen = [row for row in candidates if 8 <= len(tok.tokenize(row[0])) <= 40][:n_explain]
         data = encode(chosen, max_length, folder)
         ids, mask = data.tensors[0], data.tensors[1]
         with torch.no_grad():

@@ -101,6 +101,15 @@ def _pair(value: object, name: str) -> tuple[object, object]:
     return value, value
 
 
+def _middle(v: Tensor, ranks: tuple[int, int]) -> Tensor:
+    """Mean of the order statistics of ``v`` at 0-based ``ranks`` ``(r, r)`` or ``(r, r + 1)``:
+    one selection, then the next value up (a masked minimum, cheaper than a second one)."""
+    low = v.kthvalue(ranks[0] + 1).values
+    if ranks[1] == ranks[0] or int((v <= low).sum()) > ranks[1]:
+        return low
+    return (low + torch.where(v > low, v, torch.inf).min()) / 2
+
+
 def _median(v: Tensor) -> Tensor:
     """Exact median of a 1-D tensor (the mean of the two middle values for an even count,
     as ``numpy.median``).
@@ -121,8 +130,7 @@ def _median(v: Tensor) -> Tensor:
         inside = v[(v >= lo) & (v <= hi)]
         if below <= ranks[0] and ranks[1] < below + inside.numel():
             v, ranks = inside, (ranks[0] - below, ranks[1] - below)
-    middle = [v.kthvalue(r + 1).values for r in sorted(set(ranks))]
-    return sum(middle) / len(middle)
+    return _middle(v, ranks)
 
 
 def _middle_gaps(s: Tensor) -> Tensor:
@@ -155,9 +163,7 @@ def _middle_gaps(s: Tensor) -> Tensor:
     counts = ends - starts
     rows = torch.repeat_interleave(torch.arange(n), counts)  # i of each candidate gap
     offsets = torch.arange(len(rows)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    gaps = s[starts[rows] + offsets] - s[rows]
-    middle = [gaps.kthvalue(r - below + 1).values for r in sorted(set(ranks))]
-    return sum(middle) / len(middle)
+    return _middle(s[starts[rows] + offsets] - s[rows], (ranks[0] - below, ranks[1] - below))
 
 
 def _median_distance(a: Tensor) -> Tensor:

@@ -51,6 +51,7 @@ class FineTuneConfig:
     lr: float = 5e-5
     warmup: float = 0.1
     weight_decay: float = 0.01
+    train_layers: int | None = None  # None: everything; k: the top k encoder layers + head
 
 
 class MiniLMClassifier(nn.Module):
@@ -69,6 +70,17 @@ class MiniLMClassifier(nn.Module):
         self.bert = Bert.from_pretrained(self.folder, pooler=False, mlm=False)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.bert.config.hidden_size, num_classes)
+
+    def freeze_below(self, train_layers: int | None) -> None:
+        """Train only the top ``train_layers`` encoder layers and the head (None: all):
+        the embeddings and the layers below get ``requires_grad=False``, so the backward
+        pass stops above them (the CPU-budget way to fine-tune)."""
+        layers = self.bert.encoder.layers
+        frozen = 0 if train_layers is None else len(layers) - train_layers
+        for module in (self.bert.embeddings, *layers[:frozen]):
+            module.requires_grad_(train_layers is None)
+        for module in layers[frozen:]:
+            module.requires_grad_(True)
 
     def pool(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Mean of the last hidden states over real tokens, ``(batch, hidden)``."""
@@ -155,10 +167,14 @@ def fine_tune(
         model.load_state_dict(torch.load(path, weights_only=True))
         log(f"      loaded cached weights {path.name}")
         return model.eval()
+    if config.train_layers is not None:
+        model.freeze_below(config.train_layers)
     fit(model, loss_fn, train, TrainConfig(
         steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
         weight_decay=config.weight_decay, seed=seed, progress=False,
         log_every=max(1, config.steps // 5)), step=step or plain_step)
+    if config.train_layers is not None:
+        model.freeze_below(None)
     if path is not None:
         save_atomic(model.state_dict(), path)
     return model.eval()
