@@ -134,7 +134,7 @@ def heatmap(path: Any, rows: list[tuple[list[str], list[float], str]]) -> None:
     for r, (tokens, scores, label) in enumerate(rows):
         scale = max(1e-12, max(abs(s) for s in scores))
         ax.text(0.0, r + 0.5, label, fontsize=7, va="center", family="monospace")
-        x = 0.17
+        x = 0.1
         for tok, s in zip(tokens, scores):
             width = 0.0085 * len(tok) + 0.008
             if x + width > 1.0:
@@ -281,7 +281,8 @@ class IntegratedGradients(Experiment):
         path = ctx.figure("deletion_curves.png")
         plots.lines({name: (ks, [stats[f"{name}/p@{k}"].mean for k in ks]) for name in RANKINGS},
                     path, xlabel="tokens deleted (k)", ylabel="p(predicted class)",
-                    title="Deletion test: mean over sentences and seeds")
+                    title="Deletion test: mean over sentences and seeds",
+                    errors={name: [stats[f"{name}/p@{k}"].std for k in ks] for name in RANKINGS})
         table = markdown_table(
             ["ranking", "AOPC (k = 1..5)", *[f"p@{k}" for k in ks]],
             [[name, str(stats[f"{name}/aopc"]), *[f"{stats[f'{name}/p@{k}'].mean:.3f}"

@@ -4,7 +4,6 @@ import torch
 from kexue.experiments._shared.minilm_classifier import (
     FineTuneConfig,
     build,
-    cache_path,
     encode,
     evaluate,
     fine_tune,
@@ -38,7 +37,7 @@ def test_fine_tune_writes_then_reuses_cached_weights(tmp_path, one_thread):
                       log=lambda s: None)
     assert trainable(first) and not first.training
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 1 and files[0].endswith(".pt")  # no temporary file left behind
+    assert len(files) == 1 and files[0].startswith("minilm-t-") and files[0].endswith(".pt")
     untouched = build(2, seed=0)
     assert not torch.equal(untouched.head.weight, first.head.weight)  # training moved it
     messages = []
@@ -47,7 +46,8 @@ def test_fine_tune_writes_then_reuses_cached_weights(tmp_path, one_thread):
     assert "loaded cached weights" in messages[0]
     for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), name
-    other = cache_path(tmp_path, "t", config, 1, data, {"model": first.folder})
-    assert other.name != files[0]  # another seed, another file
+    fine_tune(build(2, seed=1), data, config, seed=1, cache_dir=tmp_path, tag="t",
+              log=lambda s: None)
+    assert len(list(tmp_path.iterdir())) == 2  # another seed, another file
     metrics = evaluate(again, data)
     assert 0 <= metrics["accuracy"] <= 100

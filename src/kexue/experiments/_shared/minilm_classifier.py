@@ -10,9 +10,10 @@ the one place experiments get such a classifier from:
 - :func:`encode`: rows ``(text, label)`` -> ``TensorDataset(input_ids, attention_mask,
   labels)`` with MiniLM's WordPiece tokenizer;
 - :func:`fine_tune`: train through :func:`kexue.train.fit` (AdamW, warm-up + linear
-  decay), or load the weights a previous run left in ``cache_dir``; the cache key is the
-  tag, the :class:`FineTuneConfig`, the seed, the data's size and a digest of its first
-  ids, and the file is written atomically (a temporary file, then ``os.replace``);
+  decay; optionally only the top layers), or load the weights a previous run left in
+  ``cache_dir`` through :func:`kexue.evidence.cache.cached_state` (keyed by tag,
+  :class:`FineTuneConfig`, seed, encoder folder and a digest of the data; written
+  atomically, reused only if the code that trained it is unchanged);
 - :func:`evaluate`: accuracy, macro-F1, balanced accuracy and loss on a data set.
 
 Training batches are trimmed to their longest row (``logits_of``), so short sentences
@@ -23,12 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -116,29 +114,14 @@ def encode(rows: Sequence[tuple[str, int]], max_length: int = 64,
     return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
 
 
-def cache_path(cache_dir: str | os.PathLike, tag: str, config: FineTuneConfig, seed: int,
-               data: TensorDataset, extra: dict[str, Any] | None = None) -> Path:
-    """Where :func:`fine_tune` keeps the weights of this (tag, config, seed, data)."""
+def cache_key(config: FineTuneConfig, seed: int, data: TensorDataset, model: nn.Module,
+              **extra: Any) -> dict[str, Any]:
+    """What a fine-tuned state depends on: config, seed, encoder folder, and the data (its
+    size and a digest of its ids)."""
     ids = data.tensors[0]
-    key = json.dumps({"tag": tag, "config": dataclasses.asdict(config), "seed": seed,
-                      "data": [len(data), *ids.shape[1:]], "extra": extra or {},
-                      "ids": hashlib.sha1(ids[:256].numpy().tobytes()).hexdigest()},
-                     sort_keys=True)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"minilm-{tag}-s{seed}-{digest}.pt"
-
-
-def save_atomic(state: dict[str, Tensor], path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return {"config": dataclasses.asdict(config), "seed": seed, "data": [len(data), *ids.shape[1:]],
+            "ids": hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16],
+            "model": str(getattr(model, "folder", type(model).__name__)), **extra}
 
 
 def fine_tune(
@@ -159,24 +142,26 @@ def fine_tune(
     when tag, config, seed and data agree. ``step`` is a :mod:`kexue.train.step` step (FGM,
     ...); ``cache_dir=None`` always trains.
     """
+    from kexue.evidence.cache import cached_state
     from kexue.train import TrainConfig, fit, plain_step
 
-    model_id = {"model": str(getattr(model, "folder", type(model).__name__))}
-    path = None if cache_dir is None else cache_path(cache_dir, tag, config, seed, train, model_id)
-    if path is not None and path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        log(f"      loaded cached weights {path.name}")
-        return model.eval()
-    if config.train_layers is not None:
-        model.freeze_below(config.train_layers)
-    fit(model, loss_fn, train, TrainConfig(
-        steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
-        weight_decay=config.weight_decay, seed=seed, progress=False,
-        log_every=max(1, config.steps // 5)), step=step or plain_step)
-    if config.train_layers is not None:
-        model.freeze_below(None)
-    if path is not None:
-        save_atomic(model.state_dict(), path)
+    def train_now() -> dict[str, Tensor]:
+        if config.train_layers is not None:
+            model.freeze_below(config.train_layers)
+        fit(model, loss_fn, train, TrainConfig(
+            steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+            warmup=config.warmup, weight_decay=config.weight_decay, seed=seed, progress=False,
+            log_every=max(1, config.steps // 5)), step=step or plain_step)
+        if config.train_layers is not None:
+            model.freeze_below(None)
+        return model.state_dict()
+
+    if cache_dir is None:
+        train_now()
+    else:
+        key = cache_key(config, seed, train, model, loss=getattr(loss_fn, "__name__", repr(loss_fn)),
+                        step=repr(step))
+        model.load_state_dict(cached_state(cache_dir, f"minilm-{tag}", key, train_now, log))
     return model.eval()
 
 
