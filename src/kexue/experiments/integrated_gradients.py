@@ -99,20 +99,20 @@ def deletion_curves(model: nn.Module, ids: Tensor, mask: Tensor, target: Tensor,
                 drop = set(order[:k])
                 variants.append([t for j, t in enumerate(keep_all) if j not in drop])
                 index.append((name, i, k))
-    width = max(len(v) for v in variants)
-    var_ids = torch.zeros(len(variants), width, dtype=torch.long)
-    var_mask = torch.zeros(len(variants), width, dtype=torch.long)
-    for r, v in enumerate(variants):
-        var_ids[r, : len(v)], var_mask[r, : len(v)] = torch.tensor(v), 1
-    rows_target = torch.tensor([int(target[i]) for _, i, _ in index])
-    probs = []
+    lengths = torch.tensor([len(v) for v in variants])
+    targets = torch.tensor([int(target[i]) for _, i, _ in index])
+    probs = torch.zeros(len(variants))
     with torch.no_grad():
-        for lo in range(0, len(variants), 128):
-            sl = slice(lo, lo + 128)
-            t = int(var_mask[sl].sum(1).max())
-            p = model(var_ids[sl, :t], var_mask[sl, :t]).softmax(-1)
-            probs.append(p.gather(1, rows_target[sl, None]).squeeze(1))
-    probs = torch.cat(probs).numpy()
+        for rows in lengths.argsort().split(128):  # batches of similar length
+            t = int(lengths[rows].max())
+            batch_ids = torch.zeros(len(rows), t, dtype=torch.long)
+            batch_mask = torch.zeros(len(rows), t, dtype=torch.long)
+            for r, row in enumerate(rows.tolist()):
+                batch_ids[r, : lengths[row]] = torch.tensor(variants[row])
+                batch_mask[r, : lengths[row]] = 1
+            p = model(batch_ids, batch_mask).softmax(-1)
+            probs[rows] = p.gather(1, targets[rows, None]).squeeze(1)
+    probs = probs.numpy()
     curves = {name: np.zeros((len(target), k_max + 1)) for name in orders}
     for (name, i, k), p in zip(index, probs):
         curves[name][i, k] = p
