@@ -14,7 +14,7 @@ def test_posts_numbers_come_out():
     assert 0.086 < values["post/dependent"] < 0.106
 
 
-def test_pearson_misses_the_square_and_hsic_does_not():
+def test_pearson_misses_the_square_and_hsic_does_not(one_thread):
     generator = torch.Generator().manual_seed(0)
     hsic_power, pearson_power, r = rejection_rates(60, 20, 99, generator, dependent=True)
     assert hsic_power > 0.8 and pearson_power < 0.5 and abs(r) < 0.2

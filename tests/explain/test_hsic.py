@@ -31,7 +31,7 @@ def test_biased_is_the_trace_formula():
     torch.testing.assert_close(hsic(x, y, bandwidth=(0.7, 1.3)), expected)
 
 
-def test_unbiased_is_the_u_statistic_over_distinct_indices():
+def test_unbiased_is_the_u_statistic_over_distinct_indices(one_thread):
     torch.manual_seed(1)
     n = 7
     x, y = torch.randn(n, dtype=torch.float64), torch.randn(n, dtype=torch.float64)
@@ -97,7 +97,7 @@ def test_reproduces_the_posts_numbers():
     assert 0.09 < posts(x, x + 0.1 * noise).item() < 0.1
 
 
-def test_unbiased_mean_is_zero_on_independent_draws_and_biased_is_not():
+def test_unbiased_mean_is_zero_on_independent_draws_and_biased_is_not(one_thread):
     generator = torch.Generator().manual_seed(0)
     draws = {"biased": [], "unbiased": []}
     for _ in range(300):
@@ -114,7 +114,7 @@ def test_unbiased_mean_is_zero_on_independent_draws_and_biased_is_not():
             assert v.mean() > 10 * se
 
 
-def test_test_statistic_and_pvalue():
+def test_test_statistic_and_pvalue(one_thread):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(60, generator=generator, dtype=torch.float64)
     y = x**2 + 0.3 * torch.randn(60, generator=generator, dtype=torch.float64)
@@ -127,7 +127,7 @@ def test_test_statistic_and_pvalue():
     assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1]) < 0.3  # Pearson misses it
 
 
-def test_low_rank_shortcut_equals_the_dense_computation(monkeypatch):
+def test_low_rank_shortcut_equals_the_dense_computation(monkeypatch, one_thread):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(300, generator=generator, dtype=torch.float64)
     y = x.sin()[:, None] + torch.randn(300, 2, generator=generator, dtype=torch.float64)
@@ -157,7 +157,7 @@ def test_median_distance_of_1d_samples_is_numpys(n, ties):
     assert got == pytest.approx(numpy_median_distance(a), rel=1e-14, abs=0)
 
 
-def test_false_positive_rate_is_alpha():
+def test_false_positive_rate_is_alpha(one_thread):
     generator = torch.Generator().manual_seed(0)
     trials, alpha = 400, 0.05
     rejections = 0
