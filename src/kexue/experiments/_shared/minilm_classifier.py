@@ -50,6 +50,7 @@ class FineTuneConfig:
     warmup: float = 0.1
     weight_decay: float = 0.01
     train_layers: int | None = None  # None: everything; k: the top k encoder layers + head
+    head_lr: float | None = None  # the new head's learning rate (None: lr)
 
 
 class MiniLMClassifier(nn.Module):
@@ -124,6 +125,20 @@ def cache_key(config: FineTuneConfig, seed: int, data: TensorDataset, model: nn.
             "model": str(getattr(model, "folder", type(model).__name__)), **extra}
 
 
+def param_groups(model: nn.Module, config: FineTuneConfig) -> list[dict[str, Any]] | None:
+    """AdamW groups when the head has its own rate: decayed matrices, undecayed biases and
+    norms, and the head at ``head_lr`` (None: :func:`kexue.train.fit`'s default groups)."""
+    if config.head_lr is None:
+        return None
+    head = list(model.head.parameters())
+    body = [p for p in model.parameters()
+            if p.requires_grad and all(p is not h for h in head)]
+    groups = [{"params": [p for p in body if p.dim() >= 2]},
+              {"params": [p for p in body if p.dim() < 2], "weight_decay": 0.0},
+              {"params": head, "lr": config.head_lr}]
+    return [g for g in groups if g["params"]]
+
+
 def fine_tune(
     model: nn.Module,
     train: TensorDataset,
@@ -151,7 +166,8 @@ def fine_tune(
         fit(model, loss_fn, train, TrainConfig(
             steps=config.steps, batch_size=config.batch_size, lr=config.lr,
             warmup=config.warmup, weight_decay=config.weight_decay, seed=seed, progress=False,
-            log_every=max(1, config.steps // 5)), step=step or plain_step)
+            log_every=max(1, config.steps // 5)), step=step or plain_step,
+            param_groups=param_groups(model, config))
         if config.train_layers is not None:
             model.freeze_below(None)
         return model.state_dict()
