@@ -164,7 +164,7 @@ class HSIC(Experiment):
     name = "hsic"
     techniques = ("T9",)
     datasets = ()
-    minutes = {"quick": 1.5, "full": 20}
+    minutes = {"quick": 1, "full": 20}
     seeds = 3
     claim = Claim(
         post="HSIC简介：一个有意思的判断相关性的思路",
