@@ -281,11 +281,12 @@ def _pair_sum(k: Gram, l: Gram) -> Tensor:
 
 def _permuted_pair_sums(k: Gram, l: Gram, orders: Tensor, batch_size: int | None) -> Tensor:
     """``sum_ij K_ij L_pi(i)pi(j)`` for each row ``pi`` of ``orders`` ``(P, n)``."""
+    n = orders.shape[1]
     if k.factor is not None and l.factor is not None:  # batched traces ||F^T G[pi]||^2
         f, g = k.factor, l.factor
+        chunk = batch_size or max(1, BATCH_ENTRIES // (n * max(1, g.shape[1])))
         return torch.cat([torch.matmul(f.T, g[p]).square().sum((1, 2))
-                          for p in orders.split(batch_size or 1024)])
-    n = orders.shape[1]
+                          for p in orders.split(chunk)])
     k_flat, l_dense = k.dense().reshape(-1), l.dense()
     chunk = batch_size or max(1, BATCH_ENTRIES // (n * n))
     sums = []
