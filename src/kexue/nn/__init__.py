@@ -13,6 +13,15 @@ from kexue.nn.extrapolation import (  # noqa: F401  (T14: length extrapolation)
     yarn_attention_factor,
     yarn_ramp,
 )
+from kexue.nn.functional import (  # noqa: F401  (T34: entropy normalisation)
+    entropy,
+    entropy_normalize,
+)
+from kexue.nn.init import (  # noqa: F401  (T27: non-square initialisation)
+    average_dimension,
+    fan_average_normal_,
+    fan_average_uniform_,
+)
 from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     causal_mask,
     combine_masks,
