@@ -48,6 +48,9 @@ def synthetic(iwae_gain: float, tail: float):
             for i, k in enumerate(KS):
                 m[f"{name}/ll_{k}"] = -18 + shift + 1 - 1 / (i + 1) + noise
             m[f"{name}/tail_fraction"] = tail
+            m[f"{name}/gain_over_elbo"] = m[f"{name}/ll_5000"] - m[f"{name}/elbo"]
+            m[f"{name}/gain_1_to_100"] = m[f"{name}/ll_100"] - m[f"{name}/ll_1"]
+            m[f"{name}/gain_100_to_top"] = m[f"{name}/ll_5000"] - m[f"{name}/ll_100"]
         runs.append(Run(m))
     return _aggregate(runs, False)
 

@@ -70,10 +70,11 @@ class VAEDensity(Experiment):
         statement="With the encoder as an importance distribution, log (1/k) Σ p(x|z)p(z)/q(z|x) "
         "estimates log p(x): k = 1 is the VAE's ELBO, larger k gives a tighter estimate that "
         "converges, and training on it with k > 1 (IWAE) strengthens the VAE.",
-        condition="On held-out binarised digits: the k = 5000 estimate exceeds the ELBO and "
-        "k = 100 exceeds k = 1 and k = 5000 exceeds k = 100 (beyond seed noise); going from "
-        "k = 1000 to 5000 adds less than 10% of the gain over the ELBO; the IWAE-trained "
-        "model (k = 8) has a higher k = 5000 estimate than the VAE-trained one.",
+        condition="On held-out binarised digits, paired within each model and seed: the "
+        "k = 5000 estimate exceeds the ELBO, k = 100 exceeds k = 1 and k = 5000 exceeds "
+        "k = 100 (beyond seed noise), and going from k = 1000 to 5000 adds less than 10% of "
+        "the gain over the ELBO; across models, the IWAE-trained one (k = 8) has a higher "
+        "k = 5000 estimate than the VAE-trained one.",
         reported="No numbers (derivation only); the IWAE paper evaluates with k = 5000 and "
         "reports IWAE above VAE in test log-likelihood (binarised MNIST).",
         fidelity="scaled-down",
@@ -114,6 +115,11 @@ class VAEDensity(Experiment):
             for k, value in by_k.items():
                 metrics[f"{name}/ll_{k}"] = value
             top = by_k[ks[-1]]
+            # paired within one model and one set of samples: the seed-to-seed spread of
+            # the level (~0.07 nats) does not blur these differences
+            metrics[f"{name}/gain_over_elbo"] = top - metrics[f"{name}/elbo"]
+            metrics[f"{name}/gain_1_to_100"] = by_k[100] - by_k[1]
+            metrics[f"{name}/gain_100_to_top"] = top - by_k[100]
             metrics[f"{name}/tail_fraction"] = ((top - by_k.get(1000, top))
                                                 / max(top - metrics[f"{name}/elbo"], 1e-12))
             metrics[f"{name}/train_elbo"] = model.iwae_bound(train[:N_TEST], 1).mean().item()
@@ -141,10 +147,9 @@ class VAEDensity(Experiment):
     def checks(self, stats: Stats) -> list[Check]:
         top = max(k for k in KS if f"vae/ll_{k}" in stats)
         return [
-            stats.greater(f"vae/ll_{top}", "vae/elbo",
-                          description=f"the k={top} estimate exceeds the ELBO"),
-            stats.greater("vae/ll_100", "vae/ll_1", description="k=100 exceeds k=1"),
-            stats.greater(f"vae/ll_{top}", "vae/ll_100", description=f"k={top} exceeds k=100"),
+            stats.above("vae/gain_over_elbo", 0.0, f"the k={top} estimate exceeds the ELBO"),
+            stats.above("vae/gain_1_to_100", 0.0, "k=100 exceeds k=1"),
+            stats.above("vae/gain_100_to_top", 0.0, f"k={top} exceeds k=100"),
             stats.below("vae/tail_fraction", TAIL,
                         "converged: k=1000 -> 5000 adds < 10% of the gain over the ELBO"),
             stats.greater(f"iwae/ll_{top}", f"vae/ll_{top}",
