@@ -135,3 +135,47 @@ def lines(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return _finish(fig, ax, Path(path), title, legend=len(series) > 1 or bool(reference))
+
+
+def panels(
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]],
+    path: Path,
+    kind: str = "line",
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    marks: list[tuple[float, float]] | None = None,
+    columns: int = 4,
+) -> Path:
+    """A grid of 2-D panels with equal axes: panel -> series -> (x, y), drawn as lines
+    (``kind="line"``, e.g. trajectories) or small points (``kind="scatter"``, e.g. samples);
+    ``marks`` (e.g. an equilibrium or the data's modes) are red dots in every panel."""
+    if kind not in ("line", "scatter"):
+        raise ValueError(f"kind must be 'line' or 'scatter', got {kind!r}")
+    names = list(panels)
+    cols = min(columns, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for j, (label, (x, y)) in enumerate(panels[name].items()):
+            colour, marker, dash = style(j)
+            if kind == "line":
+                ax.plot(x, y, lw=0.8, color=colour, linestyle=dash, label=label)
+            else:
+                ax.scatter(x, y, s=2, alpha=0.5, color=colour, marker=marker, label=label)
+        if marks:
+            ax.scatter(*zip(*marks), s=18, color="red", marker="x", zorder=3)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(panels[name]) > 1:
+            ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

@@ -3,6 +3,15 @@ from kexue.nn.attention import (  # noqa: F401  (T6, T32: attention)
     MultiHeadAttention,
     entropy_scale,
 )
+from kexue.nn.functional import (  # noqa: F401  (T34: entropy normalisation)
+    entropy,
+    entropy_normalize,
+)
+from kexue.nn.init import (  # noqa: F401  (T27: non-square initialisation)
+    average_dimension,
+    fan_average_normal_,
+    fan_average_uniform_,
+)
 from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     causal_mask,
     combine_masks,

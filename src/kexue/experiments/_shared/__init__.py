@@ -5,5 +5,6 @@ and evaluation harness of a RoPE language model (``kexue.models.GPT2``) for the 
 experiments; ``sentences``: sentiment clauses
 and small character LM / MLM / T-TA training; ``seq2seq``: UniLM rows, prompts and
 training; ``sts``: sentence-similarity scoring and whitening variants; ``zh_encoder``: a
-small Chinese BERT pretrained here.
+small Chinese BERT pretrained here; ``threads``: run a block on a given number of torch
+threads (tiny models run faster on one).
 """
