@@ -27,6 +27,15 @@ from kexue.nn.position import (  # noqa: F401  (positions, RoPE)
     apply_rotary,
     sinusoidal_embedding,
 )
+from kexue.nn.recurrent import (  # noqa: F401  (T1: recurrent cells of post 7888)
+    RNN_CELLS,
+    GRUCell,
+    LSTMCell,
+    ProposedCell,
+    RecurrentCell,
+    SimpleRNNCell,
+    make_cell,
+)
 from kexue.nn.transformer import (  # noqa: F401  (T5: blocks, recompute)
     FeedForward,
     Transformer,
