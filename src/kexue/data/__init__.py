@@ -15,12 +15,14 @@ from kexue.data.readers import (
     load_kgclue_kb,
     load_lcsts,
     load_ptb,
+    load_ptb_trees,
     load_senteval_cn,
     load_sentiment,
     load_sst2,
     load_stsb,
     load_tang_poems,
     load_tinyshakespeare,
+    parse_brackets,
 )
 from kexue.data.registry import (
     DATASETS,
@@ -51,6 +53,7 @@ __all__ = [
     "load_kgclue_kb",
     "load_lcsts",
     "load_ptb",
+    "load_ptb_trees",
     "load_senteval_cn",
     "load_sentiment",
     "load_sst2",
@@ -59,5 +62,6 @@ __all__ = [
     "load_tinyshakespeare",
     "minilm_path",
     "open_text",
+    "parse_brackets",
     "path",
 ]

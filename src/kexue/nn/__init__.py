@@ -20,6 +20,12 @@ from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     permutation_mask,
     unilm_mask,
 )
+from kexue.nn.onlstm import (  # noqa: F401  (T8: ON-LSTM)
+    ONLSTM,
+    ONLSTMOutput,
+    cumax,
+    distance_to_tree,
+)
 from kexue.nn.position import (  # noqa: F401  (positions, RoPE)
     LearnedPositionEmbedding,
     RotaryEmbedding,
