@@ -11,7 +11,7 @@ from kexue.experiments.on_lstm_parsing import (
     ONLSTMLM,
     ONLSTMParsing,
     baseline_distances,
-    gold_spans,
+    gold_tree,
     gold_words,
     held_out_lines,
     lm_word,
@@ -36,10 +36,11 @@ def test_gold_words_keep_word_tags_lowercased_with_digits_as_n():
     assert gold_words(TREE) == ["mr.", "vinken", "is", "chairman", "of", "elsevier", "N"]
 
 
-def test_gold_spans_drop_punctuation_collapse_unaries_and_skip_the_root():
-    # words: 0 mr. 1 vinken 2 is 3 chairman 4 of 5 elsevier 6 N
-    assert gold_spans(TREE) == {(0, 2), (2, 7), (3, 7), (4, 7), (5, 7)}
-    # the (NP (NN chairman)) unary is a one-word span: not a bracket
+def test_gold_tree_drops_punctuation_and_collapses_unaries():
+    assert gold_tree(TREE) == [["Mr.", "Vinken"], ["is", ["chairman", ["of", ["Elsevier", "1990"]]]]]
+    # words: 0 mr. 1 vinken 2 is 3 chairman 4 of 5 elsevier 6 N; the root is not a bracket
+    assert tree_spans(gold_tree(TREE)) == {(0, 2), (2, 7), (3, 7), (4, 7), (5, 7)}
+    assert gold_tree(parse_brackets("(S (, ,) (-NONE- *))")[0]) is None
 
 
 def test_tree_spans_and_baselines():
@@ -58,7 +59,7 @@ def test_sentence_f1_follows_the_papers_conventions():
     assert sentence_f1({(0, 2), (1, 3)}, {(0, 2)}) == pytest.approx(2 / 3)
     assert sentence_f1(set(), set()) == pytest.approx(1.0)  # e.g. a two-word sentence
     assert sentence_f1({(0, 2)}, set()) == pytest.approx(0.0, abs=1e-6)
-    gold = gold_spans(TREE)
+    gold = tree_spans(gold_tree(TREE))
     assert mean_f1([[7, 6, 5, 4, 3, 2, 1]], [gold]) == pytest.approx(
         100 * sentence_f1({(1, 7), (2, 7), (3, 7), (4, 7), (5, 7)}, gold))
 

@@ -54,37 +54,30 @@ def lm_word(word: str, vocab: dict[str, int]) -> str:
     return word if word in vocab else "<unk>"
 
 
+def is_preterminal(node: Any) -> bool:
+    """``(tag, [word])``."""
+    return len(node[1]) == 1 and isinstance(node[1][0], str)
+
+
 def gold_words(tree: Any) -> list[str]:
     """The tree's words under a word tag, lowercased, digit runs -> ``N`` (the paper's)."""
-    label, children = tree
-    if len(children) == 1 and isinstance(children[0], str):
-        return [re.sub("[0-9]+", "N", children[0].lower())] if label in WORD_TAGS else []
-    return [w for c in children for w in gold_words(c)]
+    if is_preterminal(tree):
+        return [re.sub("[0-9]+", "N", tree[1][0].lower())] if tree[0] in WORD_TAGS else []
+    return [w for c in tree[1] for w in gold_words(c)]
 
 
-def gold_spans(tree: Any) -> set[tuple[int, int]]:
-    """The constituents of ``tree`` over its words: spans ``(start, end)`` of two or more
-    words, the whole sentence excluded (unary chains collapse to one span)."""
-    spans: set[tuple[int, int]] = set()
-
-    def walk(node: Any, start: int) -> int:
-        label, children = node
-        if len(children) == 1 and isinstance(children[0], str):
-            return start + (label in WORD_TAGS)
-        end = start
-        for child in children:
-            end = walk(child, end)
-        if end - start > 1:
-            spans.add((start, end))
-        return end
-
-    n = walk(tree, 0)
-    spans.discard((0, n))
-    return spans
+def gold_tree(tree: Any) -> Any:
+    """The paper's ``tree2list``: the tree over its words as nested lists, non-word leaves
+    dropped, empty nodes dropped and unary chains collapsed (``None`` if no word)."""
+    if is_preterminal(tree):
+        return tree[1][0] if tree[0] in WORD_TAGS else None
+    kept = [t for t in (gold_tree(c) for c in tree[1]) if t is not None]
+    return None if not kept else kept[0] if len(kept) == 1 else kept
 
 
 def tree_spans(tree: Any) -> set[tuple[int, int]]:
-    """Spans of two or more leaves of a nested-list tree (from
+    """The paper's ``get_brackets``: spans ``(start, end)`` of two or more leaves of a
+    nested-list tree (a gold one from :func:`gold_tree`, or one from
     :func:`kexue.nn.distance_to_tree`), the whole sentence excluded."""
     spans: set[tuple[int, int]] = set()
 
@@ -98,8 +91,7 @@ def tree_spans(tree: Any) -> set[tuple[int, int]]:
             spans.add((start, end))
         return end
 
-    n = walk(tree, 0)
-    spans.discard((0, n))
+    spans.discard((0, walk(tree, 0)))
     return spans
 
 
@@ -211,7 +203,8 @@ def baseline_distances(n: int, kind: str, generator: torch.Generator) -> list[fl
 def parse_scores(model: ONLSTMLM, ids: list[list[int]], golds: list[set], eos: int,
                  seed: int) -> dict[str, float]:
     """Unlabeled F1 (%) of the trees of every layer and of the baselines; ``onlstm/f1`` is
-    the paper's layer (2 of 3). ``*_wsj10``: sentences of at most 10 words."""
+    the paper's layer (2 of 3). ``*_wsj10``: sentences of at most 10 words;
+    ``onlstm/f1_against_right``: the induced trees scored against right-branching ones."""
     distances = sentence_distances(model, ids, eos)  # (layers, words) per sentence
     g = torch.Generator().manual_seed(seed)
     baselines = {kind: [baseline_distances(len(s), kind, g) for s in ids] for kind in BASELINES}
@@ -228,6 +221,9 @@ def parse_scores(model: ONLSTMLM, ids: list[list[int]], golds: list[set], eos: i
                                          [golds[k] for k in short])
     metrics["right/f1_wsj10"] = mean_f1([baselines["right"][k] for k in short],
                                         [golds[k] for k in short])
+    right_trees = [tree_spans(distance_to_tree(d)) for d in baselines["right"]]
+    metrics["onlstm/f1_against_right"] = mean_f1([d[PARSE_LAYER].tolist() for d in distances],
+                                                 right_trees)  # 100: the trees are right-branching
     return metrics
 
 
@@ -278,7 +274,7 @@ class ONLSTMParsing(Experiment):
         if ctx.scale == "smoke":
             stream, keep = stream[:5000], keep[:40]
         model, steps = self._train_lm(ctx, stream, len(vocab))
-        golds = [gold_spans(trees[i]) for i in keep]
+        golds = [tree_spans(gold_tree(trees[i])) for i in keep]
         ids = [[vocab[lm_word(w, vocab)] for w in sentences[i]] for i in keep]
         metrics = parse_scores(model, ids, golds, vocab["<eos>"], seed=ctx.seed)
         for split in ("valid", "test"):
@@ -308,7 +304,10 @@ class ONLSTMParsing(Experiment):
         return model, steps
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
-        rows = [["ON-LSTM (layer 2 of 3)", str(stats["onlstm/f1"]), str(stats["onlstm/f1_wsj10"]), "47.7"]]
+        rows = [["ON-LSTM (layer 2 of 3)", str(stats["onlstm/f1"]), str(stats["onlstm/f1_wsj10"]),
+                 "47.7"],
+                ["ON-LSTM layer 2 scored against right-branching trees",
+                 str(stats["onlstm/f1_against_right"]), "", ""]]
         for layer in (1, 3):
             key = f"onlstm/f1_layer{layer}"
             if key in stats:

@@ -102,6 +102,12 @@ def train_until_solved(model: Regressor, generator: torch.Generator, *, seq_len:
     return max_steps
 
 
+def mean_log10(norms: Tensor) -> Tensor:
+    """``log10`` of (batch, T + 1) norms averaged over the batch (a geometric mean), zeros
+    floored at ``10 ** LOG10_FLOOR``."""
+    return norms.clamp_min(10.0**LOG10_FLOOR).log10().mean(0)
+
+
 def measure(cell: nn.Module, inputs: Tensor) -> tuple[Tensor, float | None]:
     """On a float64 copy of ``cell``: the mean over sequences of ``log10 ||dh_T/ds_{T-d}||``
     for d = 0..T, and for an LSTM the mean over steps and sequences of
@@ -110,7 +116,7 @@ def measure(cell: nn.Module, inputs: Tensor) -> tuple[Tensor, float | None]:
     from kexue.explain import rnn_gradient_flow
 
     flow = rnn_gradient_flow(copy.deepcopy(cell).double(), inputs.shape[1], inputs=inputs.double())
-    curve = flow.norms.clamp_min(10.0**LOG10_FLOOR).log10().mean(0)
+    curve = mean_log10(flow.norms)
     if flow.lstm is None:
         return curve, None
     secondary = torch.linalg.matrix_norm(flow.lstm.secondary(), ord=2)  # (batch, T - 1)
@@ -134,8 +140,7 @@ def radius_sweep(hidden: int, inputs: Tensor, seed: int) -> dict[str, float]:
             with torch.no_grad():
                 cell.weight_hh.copy_(base * (rho / radius))
             flow = rnn_gradient_flow(cell, inputs.shape[1], inputs=inputs.double())
-            log10 = flow.norms.clamp_min(10.0**LOG10_FLOOR).log10().mean(0)
-            metrics[f"radius{rho:g}/{name}/log10_grad@{inputs.shape[1]}"] = float(log10[-1])
+            metrics[f"radius{rho:g}/{name}/log10_grad@{inputs.shape[1]}"] = float(mean_log10(flow.norms)[-1])
             metrics[f"radius{rho:g}/{name}/step_norm"] = float(flow.step_norms.mean())
     return metrics
 
