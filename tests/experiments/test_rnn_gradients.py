@@ -35,9 +35,22 @@ def test_train_until_solved_stops_at_the_first_passing_check(monkeypatch):
     torch.manual_seed(0)
     model = Regressor(make_cell("gru", 2, 4))
     g = torch.Generator().manual_seed(1)
-    assert train_until_solved(model, g, seq_len=6, max_steps=7, check_every=3, n_check=8) == 7
+    assert train_until_solved(model, g, seq_len=6, max_steps=7, check_every=3, n_check=8) == (7, 0)
     monkeypatch.setattr(rg, "SUCCESS_MSE", float("inf"))
-    assert train_until_solved(model, g, seq_len=6, max_steps=7, check_every=3, n_check=8) == 3
+    assert train_until_solved(model, g, seq_len=6, max_steps=7, check_every=3, n_check=8) == (3, 0)
+
+
+def test_train_until_solved_skips_non_finite_steps_and_keeps_weights_finite():
+    torch.manual_seed(0)
+    model = Regressor(make_cell("relu", 2, 4))
+    with torch.no_grad():
+        model.cell.weight_hh.fill_(1e3)  # the forward pass overflows float32
+    before = [p.clone() for p in model.parameters()]
+    steps, skipped = train_until_solved(model, torch.Generator().manual_seed(1), seq_len=20,
+                                        max_steps=3, check_every=10, n_check=8)
+    assert (steps, skipped) == (3, 3)
+    for a, b in zip(before, model.parameters()):
+        torch.testing.assert_close(a, b)
 
 
 def test_measure_gives_a_curve_from_distance_zero_and_an_lstm_ratio():

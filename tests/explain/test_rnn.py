@@ -35,6 +35,7 @@ def test_norms_match_autograd_through_the_unrolled_cell(name):
     assert flow.norms.shape == (2, 7) and flow.step_norms.shape == (2, 6)
     torch.testing.assert_close(flow.norms, autograd_norms(cell, x))
     torch.testing.assert_close(flow.norms[:, 0], torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(flow.log10_norms, flow.norms.log10())
     assert (flow.lstm is not None) == (name == "lstm")
 
 
@@ -125,6 +126,33 @@ def test_tanh_step_jacobian_is_bounded_in_u_relu_is_not():
     assert slopes["tanh"].abs().max() <= bound + 1e-9 and bound < 1.5
     assert slopes["tanh"][-1].abs() < 1e-6  # saturated at U = 1e4
     torch.testing.assert_close(slopes["relu"], u_grid)  # unbounded
+
+
+def test_log10_norms_stay_exact_beyond_float64_range():
+    # relu RNN with U = 0.01 I on positive states: ||dh_T/dh_{T-d}|| = 10^(-2d), below
+    # float64's smallest number from d = 155 on
+    cell = SimpleRNNCell(1, 3, "relu").double()
+    with torch.no_grad():
+        cell.weight_hh.copy_(0.01 * torch.eye(3, dtype=torch.float64))
+        cell.weight_ih.fill_(1.0)
+        cell.bias.fill_(1.0)
+    x = torch.ones(2, 200, 1, dtype=torch.float64)
+    flow = rnn_gradient_flow(cell, 200, inputs=x)
+    expected = -2.0 * torch.arange(201, dtype=torch.float64).expand(2, -1)
+    torch.testing.assert_close(flow.log10_norms, expected)
+    assert flow.norms[0, -1] == 0  # the plain norm underflows; its log10 does not
+    with torch.no_grad():
+        cell.weight_hh.zero_()  # no recurrence: the product is exactly 0
+    flow = rnn_gradient_flow(cell, 5, inputs=x[:, :5])
+    assert torch.isneginf(flow.log10_norms[:, 1:]).all() and (flow.norms[:, 1:] == 0).all()
+
+
+def test_non_finite_states_raise():
+    cell = SimpleRNNCell(2, 3, "relu")
+    with torch.no_grad():
+        cell.weight_hh.fill_(float("nan"))
+    with pytest.raises(ValueError, match="states are not finite"):
+        rnn_gradient_flow(cell, 4)
 
 
 def test_string_cells_and_default_inputs():

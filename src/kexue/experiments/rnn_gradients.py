@@ -76,10 +76,12 @@ def mse_loss(model: Regressor, batch: tuple[Tensor, Tensor]) -> Tensor:
 
 def train_until_solved(model: Regressor, generator: torch.Generator, *, seq_len: int,
                        max_steps: int, batch_size: int = 64, lr: float = 1e-2,
-                       check_every: int = 50, n_check: int = 500) -> int:
+                       check_every: int = 50, n_check: int = 500) -> tuple[int, int]:
     """Adam at a constant ``lr`` on fresh adding-problem batches, gradients clipped to norm 1,
     until the MSE on ``n_check`` held-out sequences (checked every ``check_every`` steps) is
-    below :data:`SUCCESS_MSE`, or ``max_steps``; returns the steps taken.
+    below :data:`SUCCESS_MSE`, or ``max_steps``; returns ``(steps taken, steps skipped)``.
+    A step whose loss or gradient is not finite (a relu RNN's forward pass can overflow) is
+    skipped rather than let it turn the weights into NaN.
 
     A loop of its own rather than :func:`kexue.train.fit`: the adding problem sits on a
     plateau (MSE ~ 0.167) for hundreds of steps, and fit's linear decay of the learning
@@ -88,24 +90,30 @@ def train_until_solved(model: Regressor, generator: torch.Generator, *, seq_len:
     """
     check = adding_problem(n_check, seq_len, generator)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    skipped = 0
     for step in range(1, max_steps + 1):
         model.train()
-        loss = mse_loss(model, adding_problem(batch_size, seq_len, generator))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = mse_loss(model, adding_problem(batch_size, seq_len, generator))
+        if torch.isfinite(loss):
+            loss.backward()
+            if torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), 1.0)):
+                opt.step()
+            else:
+                skipped += 1
+        else:
+            skipped += 1
         if step % check_every == 0:
             with torch.no_grad():
                 if float(mse_loss(model.eval(), check)) < SUCCESS_MSE:
-                    return step
-    return max_steps
+                    return step, skipped
+    return max_steps, skipped
 
 
-def mean_log10(norms: Tensor) -> Tensor:
-    """``log10`` of (batch, T + 1) norms averaged over the batch (a geometric mean), zeros
-    floored at ``10 ** LOG10_FLOOR``."""
-    return norms.clamp_min(10.0**LOG10_FLOOR).log10().mean(0)
+def mean_log10(log10_norms: Tensor) -> Tensor:
+    """(batch, T + 1) ``log10`` norms averaged over the batch (a geometric mean of the
+    norms), a zero norm (-inf) floored at :data:`LOG10_FLOOR`."""
+    return log10_norms.clamp_min(LOG10_FLOOR).mean(0)
 
 
 def measure(cell: nn.Module, inputs: Tensor) -> tuple[Tensor, float | None]:
@@ -116,7 +124,7 @@ def measure(cell: nn.Module, inputs: Tensor) -> tuple[Tensor, float | None]:
     from kexue.explain import rnn_gradient_flow
 
     flow = rnn_gradient_flow(copy.deepcopy(cell).double(), inputs.shape[1], inputs=inputs.double())
-    curve = mean_log10(flow.norms)
+    curve = mean_log10(flow.log10_norms)
     if flow.lstm is None:
         return curve, None
     secondary = torch.linalg.matrix_norm(flow.lstm.secondary(), ord=2)  # (batch, T - 1)
@@ -140,7 +148,7 @@ def radius_sweep(hidden: int, inputs: Tensor, seed: int) -> dict[str, float]:
             with torch.no_grad():
                 cell.weight_hh.copy_(base * (rho / radius))
             flow = rnn_gradient_flow(cell, inputs.shape[1], inputs=inputs.double())
-            metrics[f"radius{rho:g}/{name}/log10_grad@{inputs.shape[1]}"] = float(mean_log10(flow.norms)[-1])
+            metrics[f"radius{rho:g}/{name}/log10_grad@{inputs.shape[1]}"] = float(mean_log10(flow.log10_norms)[-1])
             metrics[f"radius{rho:g}/{name}/step_norm"] = float(flow.step_norms.mean())
     return metrics
 
@@ -201,13 +209,16 @@ class RNNGradients(Experiment):
             curves[f"init/{name}"], ratio = measure(model.cell, probe)
             if ratio is not None:
                 metrics[f"init/{name}/secondary_to_forget"] = ratio
-            steps = train_until_solved(model, g, seq_len=seq_len, max_steps=max_steps,
-                                       check_every=ctx.pick(50, 50, smoke=2), n_check=n_test // 2)
-            with torch.no_grad():
-                mse = float(mse_loss(model.eval(), test))
+            steps, skipped = train_until_solved(model, g, seq_len=seq_len, max_steps=max_steps,
+                                                check_every=ctx.pick(50, 50, smoke=2),
+                                                n_check=n_test // 2)
+            with torch.no_grad():  # in float64: a relu RNN's outputs can overflow float32
+                mse = float(mse_loss(copy.deepcopy(model).double().eval(),
+                                     tuple(t.double() for t in test)))
             metrics[f"{name}/test_mse"] = mse
             metrics[f"{name}/solved"] = float(mse < SUCCESS_MSE)
             metrics[f"{name}/steps"] = float(steps)
+            metrics[f"{name}/skipped_steps"] = float(skipped)
             curves[f"trained/{name}"], ratio = measure(model.cell, probe)
             if ratio is not None:
                 metrics[f"trained/{name}/secondary_to_forget"] = ratio

@@ -70,6 +70,7 @@ class GradientFlow(NamedTuple):
     """What :func:`rnn_gradient_flow` measured."""
 
     norms: Tensor  # (batch, T + 1): ||dh_T/ds_{T-d}||_2 at distance d = 0 .. T
+    log10_norms: Tensor  # (batch, T + 1): log10 of norms, exact where norms over/underflow
     step_norms: Tensor  # (batch, T): ||ds_t/ds_{t-1}||_2 for t = 1 .. T
     lstm: LSTMGradientTerms | None  # the split of dc_t/dc_{t-1}, LSTM only
 
@@ -147,10 +148,12 @@ def rnn_gradient_flow(
         state: the initial state (batch, state_size); default zeros.
 
     Returns:
-        :class:`GradientFlow`: ``norms`` (batch, T + 1) indexed by distance, ``step_norms``
-        (batch, T), and for an LSTM the split of ``dc_t/dc_{t-1}``
-        (:func:`lstm_gradient_terms`). The products of Jacobians are accumulated in
-        float64, so exploding and vanishing norms stay finite over hundreds of steps.
+        :class:`GradientFlow`: ``norms`` (batch, T + 1) indexed by distance and their
+        ``log10_norms``, ``step_norms`` (batch, T), and for an LSTM the split of
+        ``dc_t/dc_{t-1}`` (:func:`lstm_gradient_terms`). The products of Jacobians are
+        accumulated in float64 and rescaled as they grow or shrink, so ``log10_norms`` is
+        exact over any number of steps (``norms`` itself saturates at 0 or inf beyond
+        float64's range). Non-finite states raise ``ValueError``.
     """
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
@@ -168,19 +171,35 @@ def rnn_gradient_flow(
                          f"{cell.input_size}), got {tuple(inputs.shape)}")
     with torch.no_grad():
         states = cell.unroll(inputs, state)  # (batch, T + 1, S)
-        batch, size = inputs.shape[0], cell.state_size
+        if not torch.isfinite(states).all():
+            raise ValueError("the cell's states are not finite (NaN or inf in the weights, the "
+                             "inputs, or a forward pass that overflows); nothing to measure")
+        batch = inputs.shape[0]
         projected = cell.project(inputs).flatten(0, 1)  # (batch * T, gates * hidden)
         jac = step_jacobians(cell, projected, states[:, :-1].flatten(0, 1))
         jac = jac.unflatten(0, (batch, seq_len)).double()  # (batch, T, S, S): ds_t/ds_{t-1}
-        # dh_T/ds_{T-d} = [I 0] J_T J_{T-1} ... J_{T-d+1}
-        product = torch.eye(cell.hidden_size, size, dtype=torch.float64,
-                            device=jac.device).expand(batch, -1, -1)
-        products = [product]
-        for t in range(seq_len - 1, -1, -1):
-            product = product @ jac[:, t]
-            products.append(product)
-        norms = torch.linalg.matrix_norm(torch.stack(products, 1), ord=2)  # (batch, T + 1)
+        log10_norms = _product_log10_norms(jac, cell.hidden_size)
         step_norms = torch.linalg.matrix_norm(jac, ord=2)  # (batch, T)
         terms = (lstm_gradient_terms(cell, inputs, states)
                  if isinstance(cell, LSTMCell) and seq_len > 1 else None)
-    return GradientFlow(norms, step_norms, terms)
+    return GradientFlow(10.0**log10_norms, log10_norms, step_norms, terms)
+
+
+def _product_log10_norms(jac: Tensor, hidden: int) -> Tensor:
+    """``log10 ||[I 0] J_T ... J_{T-d+1}||_2`` for d = 0..T from ``jac`` (batch, T, S, S).
+
+    The running product is rescaled to unit Frobenius norm after every factor and the
+    scales are summed as logarithms, so hundreds of factors above or below 1 neither
+    overflow nor lose the result to underflow (a product that is exactly 0 gives -inf).
+    """
+    batch, seq_len, size, _ = jac.shape
+    product = torch.eye(hidden, size, dtype=jac.dtype, device=jac.device).expand(batch, -1, -1)
+    log_scale = torch.zeros(batch, dtype=jac.dtype, device=jac.device)
+    out = [torch.zeros_like(log_scale)]  # d = 0: ||[I 0]|| = 1
+    for t in range(seq_len - 1, -1, -1):  # dh_T/ds_{T-d} = [I 0] J_T J_{T-1} ... J_{T-d+1}
+        product = product @ jac[:, t]
+        scale = torch.linalg.matrix_norm(product)  # Frobenius, (batch,)
+        product = product / scale.clamp_min(torch.finfo(jac.dtype).tiny)[:, None, None]
+        log_scale = log_scale + scale.log10()
+        out.append(log_scale + torch.linalg.matrix_norm(product, ord=2).log10())
+    return torch.stack(out, 1)
