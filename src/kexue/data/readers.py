@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Union
 
 from kexue.data.registry import DATASETS, find, open_text, path
 
@@ -25,12 +26,14 @@ __all__ = [
     "load_kgclue_kb",
     "load_lcsts",
     "load_ptb",
+    "load_ptb_trees",
     "load_senteval_cn",
     "load_sentiment",
     "load_sst2",
     "load_stsb",
     "load_tang_poems",
     "load_tinyshakespeare",
+    "parse_brackets",
 ]
 
 
@@ -179,6 +182,63 @@ def load_ptb(split: str) -> list[list[str]]:
     """
     _check("split", split, ("train", "valid", "test"))
     return [line.split() + ["<eos>"] for _, line in _lines("ptb-lm", split)]
+
+
+# A bracketed tree: (label, children), each child a tree or a word.
+Tree = tuple[str, list[Union["Tree", str]]]
+
+_BRACKET_TOKEN = re.compile(r"\(|\)|[^\s()]+")
+
+
+def parse_brackets(text: str, source: str = "text") -> list[Tree]:
+    """Parse Penn-Treebank-style bracketed trees: ``(S (NP (DT the) (NN cat)) ...)``.
+
+    Returns one ``(label, children)`` tuple per top-level bracket, a child being a tree or
+    a word (``str``). The treebank's unlabelled outer bracket, ``( (S ...) )``, is unwrapped
+    to its single child. A label-less inner node gets label ``""``. Unbalanced brackets
+    raise ``ValueError`` naming ``source``.
+    """
+    trees: list[Tree] = []
+    stack: list[tuple[list[str], list]] = []  # open nodes: ([label], children)
+    after_open = False
+    for k, tok in enumerate(_BRACKET_TOKEN.findall(text)):
+        if tok == "(":
+            stack.append(([""], []))
+        elif tok == ")":
+            if not stack:
+                raise ValueError(f"{source}: unbalanced ')' (token {k})")
+            (label,), children = stack.pop()
+            if stack:
+                stack[-1][1].append((label, children))
+            elif label == "" and len(children) == 1 and not isinstance(children[0], str):
+                trees.append(children[0])  # the treebank's unlabelled outer bracket
+            else:
+                trees.append((label, children))
+        elif not stack:
+            raise ValueError(f"{source}: word {tok!r} outside any bracket (token {k})")
+        elif after_open:
+            stack[-1][0][0] = tok  # the first token after "(" is the label
+        else:
+            stack[-1][1].append(tok)
+        after_open = tok == "("
+    if stack:
+        raise ValueError(f"{source}: {len(stack)} unclosed '(' at the end")
+    return trees
+
+
+def load_ptb_trees() -> list[Tree]:
+    """The NLTK Penn Treebank sample (WSJ 0001-0199): 3914 gold trees in file order.
+
+    Each tree is ``(label, children)`` (see :func:`parse_brackets`), with function tags
+    and indices kept in the labels (``NP-SBJ-1``), traces as ``-NONE-`` leaves and POS
+    tags as preterminal labels: ``("NNP", ["Pierre"])``. Research-use data (read from the
+    zip under ``$KEXUE_DATA``).
+    """
+    with zipfile.ZipFile(path("ptb-treebank-sample", "zip")) as archive:
+        names = sorted(n for n in archive.namelist()
+                       if n.startswith("treebank/combined/") and n.endswith(".mrg"))
+        return [tree for name in names
+                for tree in parse_brackets(archive.read(name).decode("utf-8"), name)]
 
 
 def load_cmrc2018(split: str) -> list[dict[str, Any]]:

@@ -33,14 +33,14 @@ class Technique:
 
 T = Technique
 TECHNIQUES: tuple[Technique, ...] = (
-    T("T1", "RNN gradient vanishing / exploding analysis", (7888,), ("kexue.explain.rnn_gradient_flow",)),
+    T("T1", "RNN gradient vanishing / exploding analysis", (7888,), ("kexue.explain.rnn_gradient_flow", "kexue.nn.make_cell")),
     T("T2", "WEISSI weight-scale-shift-invariant regulariser", (7681,), ("kexue.train.weissi_penalty",)),
     T("T3", "Flooding", (7643,), ("kexue.losses.flooding",)),
     T("T4", "Random noise, gradient penalty and VAT", (7466,), ("kexue.train.VAT",)),
     T("T5", "Recompute (gradient checkpointing)", (7367,), ("kexue.nn.TransformerBlock",)),
     T("T6", "key_size and Talking-Heads attention", (7325,), ("kexue.nn.MultiHeadAttention",)),
     T("T7", "FGM adversarial training and gradient penalty", (7234,), ("kexue.train.FGM", "kexue.train.gradient_penalty")),
-    T("T8", "ON-LSTM and unsupervised parsing", (6621,), ("kexue.nn.ONLSTM",)),
+    T("T8", "ON-LSTM and unsupervised parsing", (6621,), ("kexue.nn.ONLSTM", "kexue.nn.distance_to_tree")),
     T("T9", "HSIC", (6910,), ("kexue.explain.hsic", "kexue.explain.hsic_test")),
     T("T10", "Attention masks: LM, UniLM, permutation", (6933,), ("kexue.nn.unilm_mask", "kexue.nn.permutation_mask")),
     T("T11", "GPT-2 / CPM-LM and its tokenizer", (7912,), ("kexue.models.GPT2",)),

@@ -20,11 +20,26 @@ from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     unilm_mask,
     window_mask,
 )
+from kexue.nn.onlstm import (  # noqa: F401  (T8: ON-LSTM)
+    ONLSTM,
+    ONLSTMOutput,
+    cumax,
+    distance_to_tree,
+)
 from kexue.nn.position import (  # noqa: F401  (absolute positions)
     LearnedPositionEmbedding,
     SinusoidalPositionEmbedding,
     check_position_ids,
     sinusoidal_embedding,
+)
+from kexue.nn.recurrent import (  # noqa: F401  (T1: recurrent cells of post 7888)
+    RNN_CELLS,
+    GRUCell,
+    LSTMCell,
+    ProposedCell,
+    RecurrentCell,
+    SimpleRNNCell,
+    make_cell,
 )
 from kexue.nn.rope import (  # noqa: F401  (RoPE; T14: length extrapolation)
     HFRotaryEmbedding,

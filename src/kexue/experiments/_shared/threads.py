@@ -1,4 +1,9 @@
-"""How many intra-op threads torch uses while an experiment runs."""
+"""Run a block with a given number of torch intra-op threads, then give the setting back.
+
+Recurrent models step through time with many tiny operations; on a shared 2-core machine
+one thread runs them fastest (a second thread spin-waits on a busy core), and an experiment
+must not leave its setting to the ones run after it in the same process.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,9 @@ import torch
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """Run the block on ``n`` intra-op threads, then restore the previous count.
-
-    Tiny models (a few hundred hidden units, batches of ~100) run fastest on one thread: on
-    a machine whose cores are busy, a second thread waits for a core at every op and makes
-    each step an order of magnitude slower.
-    """
+    """``with torch_threads(1): ...`` runs the block on ``n`` threads and restores the count."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
