@@ -4,8 +4,6 @@ import pytest
 
 import kexue.data as D
 
-from ._helpers import requires
-
 
 def leaves(tree):
     _label, children = tree
@@ -33,7 +31,7 @@ def test_parse_brackets_rejects_malformed_text(text, message):
         D.parse_brackets(text, "sample.mrg")
 
 
-@requires("ptb-treebank-sample")
+@pytest.mark.data("ptb-treebank-sample")
 def test_ptb_sample_trees():
     trees = D.load_ptb_trees()
     assert len(trees) == 3914

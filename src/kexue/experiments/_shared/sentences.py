@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from kexue.data import CharTokenizer
-from kexue.experiments._shared.lm import mask_tokens
+from kexue.data import CharTokenizer, mask_tokens
 
 _BREAK = re.compile(r"[，。！？；,.!?;~\s…、：:（）()\"“”]+")
 
@@ -55,9 +54,8 @@ def mlm_loss(model: nn.Module, b: tuple[Tensor, ...], tok: CharTokenizer,
     ids, mask = b[0], b[1]
     width = int(mask.sum(1).max())
     ids, mask = ids[:, :width], mask[:, :width]
-    inputs, targets = mask_tokens(ids, tok.mask_token_id, tok.vocab_size, generator)
-    inputs = inputs.masked_fill(mask == 0, tok.pad_token_id)
-    targets = targets.masked_fill(mask == 0, -100)
+    inputs, targets = mask_tokens(ids, tok.mask_token_id, tok.vocab_size, generator,
+                                  attention_mask=mask, num_special=len(tok.SPECIAL_TOKENS))
     if bool((targets == -100).all()):
         targets[0, 0] = ids[0, 0]  # a batch with no target: score one real token
     picked = targets != -100
