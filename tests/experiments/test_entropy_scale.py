@@ -1,4 +1,5 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -31,7 +32,8 @@ def test_mlm_accuracy_matches_direct_count():
     # a model that always predicts the target is 100% accurate
     class Oracle(torch.nn.Module):
         def forward(self, ids, is_causal=True):
-            return torch.nn.functional.one_hot(val[:128].view(-1, ids.shape[1])[: len(ids)], 12).float()
+            logits = torch.nn.functional.one_hot(val[:128].view(-1, ids.shape[1])[: len(ids)], 12)
+            return SimpleNamespace(logits=logits.float())
 
     assert mlm_accuracy(Oracle(), val, 32, 128, 11, 12, batch_size=100) == 100.0
     with pytest.raises(ValueError, match="length"):
