@@ -6,7 +6,7 @@ module loaded in the process with the SHA-256 of its source, and :func:`unchange
 a recorded list against the files on disk now. Caches are looked up by what was asked
 (experiment, scale, seeds; a model's configuration) and then validated by that list.
 
-Every cache file is written atomically (:func:`atomic_write`: a unique temporary file in
+Every cache file is written atomically (:func:`kexue.train.atomic_write`: a unique temporary file in
 the same folder, fsync, rename), so a kill never leaves a half-written file; a file that
 cannot be read is discarded with a warning naming it, and recomputed.
 """
@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from functools import cache
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from kexue.train.loop import atomic_write  # one home for crash-safe writes (checkpoints too)
 
 __all__ = ["atomic_write", "cached_state", "code_hash", "git_commit", "module_hashes",
            "unchanged"]
@@ -94,24 +95,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one:
-    a uniquely named temporary file in the same folder, flushed to disk, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cached_state(cache_dir: str | os.PathLike, tag: str, key: dict[str, Any],

@@ -16,6 +16,7 @@ from kexue.train.adversarial import (  # T7: FGM, gradient penalty
 from kexue.train.loop import (  # the training loop
     TrainConfig,
     TrainResult,
+    atomic_write,
     fit,
     seed_everything,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Step",
     "TrainConfig",
     "TrainResult",
+    "atomic_write",
     "check_scalar_loss",
     "default_backward",
     "fit",

@@ -539,13 +539,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _save_atomic(data: bytes, path: Path) -> None:
-    """Write to a uniquely named temporary file, flush it to disk, then rename over
-    ``path``: a crash leaves either the old file or the new one, never a torn file."""
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one: a
+    uniquely named temporary file in the same folder, flushed to disk, then renamed (a
+    crash never leaves a torn file). Checkpoints and the evidence caches use it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -574,8 +578,8 @@ def _write_checkpoint(obj: dict[str, Any], out_dir: Path, keep: int) -> None:
             os.replace(newer, older)
             if _sidecar(newer).exists():
                 os.replace(_sidecar(newer), _sidecar(older))
-    _save_atomic(hashlib.sha256(data).hexdigest().encode(), _sidecar(paths[0]))
-    _save_atomic(data, paths[0])
+    atomic_write(_sidecar(paths[0]), hashlib.sha256(data).hexdigest())
+    atomic_write(paths[0], data)
 
 
 def _load_checkpoint(out_dir: Path, keep: int) -> tuple[dict | None, Path | None]:
