@@ -1,18 +1,20 @@
+"""Building blocks: attention (with its options), masks, positions and RoPE, recurrent
+cells and ON-LSTM, transformer blocks, initialisation and entropy normalisation."""
 
-from kexue.nn.attention import (  # noqa: F401  (T6, T32: attention)
+from kexue.nn.attention import (  # T6, T32: attention
     MultiHeadAttention,
     entropy_scale,
 )
-from kexue.nn.functional import (  # noqa: F401  (T34: entropy normalisation)
+from kexue.nn.functional import (  # T34: entropy normalisation
     entropy,
     entropy_normalize,
 )
-from kexue.nn.init import (  # noqa: F401  (T27: non-square initialisation)
+from kexue.nn.init import (  # T27: non-square initialisation
     average_dimension,
     fan_average_normal_,
     fan_average_uniform_,
 )
-from kexue.nn.masks import (  # noqa: F401  (T10: masks)
+from kexue.nn.masks import (  # T10: masks
     causal_mask,
     combine_masks,
     padding_mask,
@@ -20,19 +22,19 @@ from kexue.nn.masks import (  # noqa: F401  (T10: masks)
     unilm_mask,
     window_mask,
 )
-from kexue.nn.onlstm import (  # noqa: F401  (T8: ON-LSTM)
+from kexue.nn.onlstm import (  # T8: ON-LSTM
     ONLSTM,
     ONLSTMOutput,
     cumax,
     distance_to_tree,
 )
-from kexue.nn.position import (  # noqa: F401  (absolute positions)
+from kexue.nn.position import (  # absolute positions
     LearnedPositionEmbedding,
     SinusoidalPositionEmbedding,
     check_position_ids,
     sinusoidal_embedding,
 )
-from kexue.nn.recurrent import (  # noqa: F401  (T1: recurrent cells of post 7888)
+from kexue.nn.recurrent import (  # T1: recurrent cells of post 7888
     RNN_CELLS,
     GRUCell,
     LSTMCell,
@@ -41,7 +43,7 @@ from kexue.nn.recurrent import (  # noqa: F401  (T1: recurrent cells of post 788
     SimpleRNNCell,
     make_cell,
 )
-from kexue.nn.rope import (  # noqa: F401  (RoPE; T14: length extrapolation)
+from kexue.nn.rope import (  # RoPE; T14: length extrapolation
     HFRotaryEmbedding,
     RoPE,
     Rotary,
@@ -54,10 +56,57 @@ from kexue.nn.rope import (  # noqa: F401  (RoPE; T14: length extrapolation)
     yarn_ramp,
     yarn_ramp_by_index,
 )
-from kexue.nn.transformer import (  # noqa: F401  (T5: blocks, recompute)
+from kexue.nn.transformer import (  # T5: blocks, recompute
     FeedForward,
     Transformer,
     TransformerBlock,
     get_activation,
     saved_activation_bytes,
 )
+
+__all__ = [
+    "ONLSTM",
+    "RNN_CELLS",
+    "FeedForward",
+    "GRUCell",
+    "HFRotaryEmbedding",
+    "LSTMCell",
+    "LearnedPositionEmbedding",
+    "MultiHeadAttention",
+    "ONLSTMOutput",
+    "ProposedCell",
+    "RecurrentCell",
+    "RoPE",
+    "Rotary",
+    "SimpleRNNCell",
+    "SinusoidalPositionEmbedding",
+    "Transformer",
+    "TransformerBlock",
+    "apply_rope",
+    "average_dimension",
+    "causal_mask",
+    "check_position_ids",
+    "combine_masks",
+    "cumax",
+    "distance_to_tree",
+    "entropy",
+    "entropy_normalize",
+    "entropy_scale",
+    "fan_average_normal_",
+    "fan_average_uniform_",
+    "get_activation",
+    "log_n_attention",
+    "log_n_scale",
+    "make_cell",
+    "ntk_kappa",
+    "padding_mask",
+    "permutation_mask",
+    "rerope_positions",
+    "saved_activation_bytes",
+    "sinusoidal_embedding",
+    "unilm_mask",
+    "window_mask",
+    "yarn_attention_factor",
+    "yarn_ramp",
+    "yarn_ramp_by_index",
+]
