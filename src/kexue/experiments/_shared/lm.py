@@ -173,7 +173,7 @@ def window_rows(val: Tensor, ends: Tensor, length: int, period: int | None = Non
     if period is not None and period <= 0:
         raise ValueError(f"period must be a positive int, got {period}")
     offsets = torch.arange(-length, 1)  # (length + 1,)
-    offsets = offsets if period is None else (offsets % span) - span + 1
+    offsets = offsets if period is None else -((-offsets) % span)  # 0 stays at e
     return val[ends[:, None] + offsets]
 
 
