@@ -66,7 +66,7 @@ class GPT2Poems(Experiment):
         fidelity="substituted",
         post_setting="CPM-LM, 2.6B parameters pre-trained on 100 GB of Chinese text, loaded in "
         "bert4keras; few-shot prompts decoded by sampling.",
-        our_setting="kexue GPT-2, 2 layers, hidden 128 (~0.9M parameters plus the character "
+        our_setting="kexue GPT-2, 2 layers, hidden 128 (~0.4M parameters plus 0.56M in the character "
         "embeddings), trained from scratch for 250 steps of 16 x 64 characters on 5,000 Tang "
         "poems; 3 seeds; top-p 0.95 samples.",
         substitution="CPM-LM's weights (about 10 GB) are not available offline and a 2.6B model "

@@ -113,7 +113,7 @@ class LengthExtrapolation(Experiment):
         fidelity="scaled-down",
         post_setting="GAU LM of ~100M parameters trained at length 512, tested at 4096 (8x) "
         "on natural and repeated samples; next-token accuracy.",
-        our_setting="2-layer pre-LN RoPE char LM (hidden 64, ~70K parameters) trained at 128 for "
+        our_setting="2-layer pre-LN RoPE char LM (hidden 64, ~100K parameters) trained at 128 for "
         "800 steps of batch 16 on tinyshakespeare, tested at 128-1024 (8x) on 16 held-out "
         "windows per length, natural and repeated (period 256); loss on the last 128 tokens; "
         "3 seeds.",
