@@ -49,7 +49,7 @@ class GPT2Poems(Experiment):
     name = "gpt2-poems"
     techniques = ("T11",)
     datasets = ("chinese-poetry-tang",)
-    minutes = {"quick": 2, "full": 30}
+    minutes = {"quick": 1.2, "full": 30}
     numerical_claim = False
     claim = Claim(
         post="跟风玩玩目前最大的中文GPT2模型（bert4keras）",

@@ -102,7 +102,7 @@ class KeySizeTalkingHeads(Experiment):
     name = "key-size-talking-heads"
     techniques = ("T6",)
     datasets = ("tinyshakespeare",)
-    minutes = {"quick": 3, "full": 60}
+    minutes = {"quick": 3.3, "full": 60}
     claim = Claim(
         post="突破瓶颈，打造更强大的Transformer",
         date="2020-04-13",

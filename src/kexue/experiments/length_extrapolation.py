@@ -90,7 +90,7 @@ class LengthExtrapolation(Experiment):
     name = "length-extrapolation"
     techniques = ("T14",)
     datasets = ("tinyshakespeare",)
-    minutes = {"quick": 4, "full": 60}
+    minutes = {"quick": 1.7, "full": 60}
     claim = Claim(
         post="Transformer升级之路：16、\"复盘\"长度外推技术 (with 12、无限外推的ReRoPE？, 2023-08-07)",
         date="2024-01-26",
