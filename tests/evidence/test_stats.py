@@ -7,6 +7,7 @@ from scipy import stats as st
 
 from kexue.evidence.stats import (
     INCONCLUSIVE,
+    MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     Check,
@@ -86,6 +87,12 @@ def test_verdict_rules():
     assert verdict([weak_fail, ok, undecided]) == INCONCLUSIVE
     with pytest.raises(ValueError):
         verdict([])
+
+
+def test_verdict_without_a_numerical_claim_is_measured():
+    assert verdict([], numerical_claim=False) == MEASURED
+    with pytest.raises(ValueError, match="no checks"):
+        verdict([Check("a", True, "", 0.9)], numerical_claim=False)
 
 
 def test_holm_false_positive_rate_stays_at_alpha():

@@ -112,6 +112,26 @@ def test_reproduce_writes_report_keeps_results_and_caches(fakes):
     assert CALLS["n"] == 5
 
 
+class MeasuredOnly(Experiment):
+    name, techniques, claim, seeds, numerical_claim = "fake-measured", ("T97",), CLAIM, 2, False
+
+    def run(self, ctx):
+        return Run({"loss": 1.0 + ctx.seed})
+
+    def checks(self, stats):
+        return []
+
+
+def test_experiment_without_a_numerical_claim_is_reported_as_measured(fakes):
+    out = fakes / "report"
+    _, (record,) = suite.reproduce([MeasuredOnly], "quick", None, out)
+    assert record["verdict"] == "measured" and record["checks"] == []
+    assert record["metrics"]["loss"]["values"] == [1.0, 2.0]
+    assert "measured" in (out / "index.md").read_text()
+    assert "Verdict: 📏 measured" in (out / "fake-measured" / "index.md").read_text()
+    assert "measured" in (out / "fake-measured" / "index.html").read_text()
+
+
 def test_corrupt_cache_is_discarded_and_recomputed(fakes):
     lines = []
     suite.reproduce([Good], "quick", 1, fakes / "r")

@@ -3,7 +3,7 @@ import math
 import torch
 
 from kexue.data import CharTokenizer
-from kexue.evidence.base import Context
+from kexue.evidence.base import MEASURED, Context, verdict
 from kexue.evidence.suite import _aggregate
 from kexue.experiments.gpt2_poems import GPT2Poems, poem_blocks, unigram_cross_entropy
 
@@ -24,9 +24,21 @@ def test_unigram_cross_entropy_matches_direct_formula():
     assert math.isclose(unigram_cross_entropy(train, held, 3), float(want), rel_tol=1e-12)
 
 
-def test_smoke_run(tmp_path):
+def test_smoke_run_is_measured_without_a_verdict(tmp_path):
     exp = GPT2Poems()
     run = exp.run(Context(0, "smoke", tmp_path, tmp_path))
     assert all(math.isfinite(v) for v in run.metrics.values()) and len(run.samples) == 3
-    (check,) = exp.checks(_aggregate([run], False))
-    assert check.holds is None  # one seed: noise unknown
+    checks = exp.checks(_aggregate([run, run], False))
+    assert checks == [] and not exp.numerical_claim
+    assert verdict(checks, numerical_claim=exp.numerical_claim) == MEASURED
+
+
+def test_no_measurement_turns_into_a_verdict():
+    # the post has no numerical claim: a model far worse than the unigram baseline is
+    # still only "measured"
+    from kexue.evidence.base import Run
+
+    bad = [Run({"gpt2_val_nats": 9.0 + s, "unigram_val_nats": 6.6, "improvement": -0.4})
+           for s in range(3)]
+    exp = GPT2Poems()
+    assert verdict(exp.checks(_aggregate(bad, False)), numerical_claim=False) == MEASURED

@@ -25,3 +25,21 @@ def test_smoke_run_gives_finite_metrics_and_checks(tmp_path):
     assert 0 <= run.metrics["unilm_exact_match"] <= 100
     checks = exp.checks(_aggregate([run], False))
     assert len(checks) == 2 and all(c.holds is None or isinstance(c.holds, bool) for c in checks)
+
+
+def test_verdict_follows_the_claim():
+    from kexue.evidence.base import NOT_REPRODUCED, REPRODUCED, Run, verdict
+
+    def runs(unilm, bidirectional):
+        return [Run({"unilm_exact_match": u, "bidirectional_exact_match": b})
+                for u, b in zip(unilm, bidirectional)]
+
+    exp = UniLMSeq2Seq()
+    assert verdict(exp.checks(_aggregate(runs([99.0, 100.0, 99.6], [3.0, 0.0, 12.0]), False))) \
+        == REPRODUCED
+    # the bidirectional mask does better: the UniLM mask is not what makes it work
+    worse = runs([96.0, 97.0, 96.4], [99.2, 100.0, 99.8])
+    assert verdict(exp.checks(_aggregate(worse, False))) == NOT_REPRODUCED
+    # the UniLM model has not learnt the task
+    weak = runs([60.0, 62.0, 58.0], [3.0, 0.0, 12.0])
+    assert verdict(exp.checks(_aggregate(weak, False))) == NOT_REPRODUCED

@@ -9,6 +9,7 @@ to the suite and :func:`reproduce` runs it. The library never imports this packa
 from kexue.evidence.base import (
     FIDELITIES,
     INCONCLUSIVE,
+    MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     SCALES,
@@ -28,6 +29,7 @@ from kexue.evidence.tables import markdown_table
 __all__ = [
     "FIDELITIES",
     "INCONCLUSIVE",
+    "MEASURED",
     "NOT_REPRODUCED",
     "REPRODUCED",
     "SCALES",

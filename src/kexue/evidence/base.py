@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from kexue.evidence.stats import (  # noqa: F401  (re-exported: the vocabulary in one place)
     INCONCLUSIVE,
+    MEASURED,
     NOT_REPRODUCED,
     REPRODUCED,
     Check,
@@ -129,6 +130,9 @@ class Experiment:
     seeds: ClassVar[int] = 3  # default number of seeds
     deterministic: ClassVar[bool] = False  # True: nothing trained or sampled
     uses_model: ClassVar[bool] = False  # True: runs on a pretrained encoder (--model)
+    # False: the post states no numerical claim; ``checks`` returns [] and the outcome is
+    # "measured" (the measurements are reported without a verdict)
+    numerical_claim: ClassVar[bool] = True
 
     def run(self, ctx: Context) -> Run:
         raise NotImplementedError

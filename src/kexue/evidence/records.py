@@ -30,7 +30,7 @@ __all__ = ["RecordError", "checksum", "load_results", "merge_results", "safe_nam
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 STATUSES = ("ok", "skipped", "error")
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "skipped", "error")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "measured", "skipped", "error")
 # field -> type(s) required in every record; more are required when status == "ok"
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "name": str, "techniques": list, "claim": dict, "scale": str, "seeds": list,

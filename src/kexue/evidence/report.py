@@ -30,11 +30,11 @@ from kexue.evidence.stats import fmt, format_stat
 __all__ = ["deciding_numbers", "summary_table", "write_report"]
 
 VERDICT_ICON = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "➖",
-                "skipped": "⏭", "error": "⚠"}
-VERDICT_ORDER = ["reproduced", "not reproduced", "inconclusive", "skipped", "error"]
+                "measured": "📏", "skipped": "⏭", "error": "⚠"}
+VERDICT_ORDER = ["reproduced", "not reproduced", "inconclusive", "measured", "skipped", "error"]
 # text symbols for HTML: emoji are missing from many fonts (headless browsers, servers)
-HTML_ICON = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "≈", "skipped": "–",
-             "error": "!"}
+HTML_ICON = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "≈", "measured": "·",
+             "skipped": "–", "error": "!"}
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -147,7 +147,9 @@ def _md_summary(run: dict[str, Any], records: list[dict[str, Any]]) -> str:
     lines += ["", ("A verdict is computed from the run's own measurements: *reproduced* when "
               "every check holds beyond seed noise (95% Student-t intervals, paired over seeds "
               "where arms share them), *not reproduced* when a check fails after Holm's "
-              "correction across the checks, *inconclusive* otherwise. A *substituted* "
+              "correction across the checks, *inconclusive* otherwise; *measured* when the post "
+              "states no numerical claim (the measurements are reported without a verdict). "
+              "A *substituted* "
               "fidelity means our setting differs in kind from the post's: the verdict is "
               "about our setting."), "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items())]

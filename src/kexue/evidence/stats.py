@@ -17,7 +17,8 @@ Verdict over several checks (:func:`verdict`): ``reproduced`` when every check h
 an intersection-union test, valid at the checks' own level without correction;
 ``not reproduced`` when at least one check fails after Holm's step-down correction of the
 one-sided p-values for failing, across all the checks of the verdict; otherwise
-``inconclusive``.
+``inconclusive``. An experiment whose post states no numerical claim has no checks and
+the outcome ``measured``: its measurements are reported without a verdict.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from scipy import stats as st
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
+MEASURED = "measured"  # the post states no numerical claim: measurements, no verdict
 ALPHA = 0.025  # one-sided level of each direction (a two-sided 95% interval)
 
-__all__ = ["ALPHA", "INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "Check", "Stat", "Stats",
+__all__ = ["ALPHA", "INCONCLUSIVE", "MEASURED", "NOT_REPRODUCED", "REPRODUCED", "Check", "Stat", "Stats",
            "fmt", "format_stat", "verdict"]
 
 
@@ -264,10 +266,18 @@ class Stats(dict):
         return Check(desc, None, f"{what}; undecided{span}", p_fail, [a, b])
 
 
-def verdict(checks: Iterable[Check], alpha: float = ALPHA) -> str:
+def verdict(checks: Iterable[Check], alpha: float = ALPHA, *, numerical_claim: bool = True) -> str:
     """``reproduced`` if every check holds; ``not reproduced`` if some check fails after
-    Holm's correction of the checks' ``p_fail`` at ``alpha``; else ``inconclusive``."""
+    Holm's correction of the checks' ``p_fail`` at ``alpha``; else ``inconclusive``.
+
+    ``numerical_claim=False`` (the post states nothing that measurements could refute)
+    gives ``measured`` and requires ``checks`` to be empty."""
     checks = list(checks)
+    if not numerical_claim:
+        if checks:
+            raise ValueError(f"an experiment without a numerical claim has no checks, got "
+                             f"{len(checks)}")
+        return MEASURED
     if not checks:
         raise ValueError("an experiment must produce at least one check")
     if all(c.holds is True for c in checks):

@@ -221,7 +221,7 @@ def run_experiment(
         metrics={k: s.to_dict() for k, s in stats.items()},
         per_seed=[r.metrics for r in runs],
         checks=[c.to_dict() for c in checks],
-        verdict=verdict(checks),
+        verdict=verdict(checks, numerical_claim=exp_cls.numerical_claim),
         wall_time=time.time() - started,
         modules=modules,
         code_hash=code_hash(modules),

@@ -87,17 +87,27 @@ class EntropyScale(Experiment):
     name = "entropy-scale"
     techniques = ("T32",)
     datasets = ("chinese-poetry-tang",)
-    minutes = {"quick": 5, "full": 40}
+    minutes = {"quick": 2.9, "full": 40}
     claim = Claim(
         post="从熵不变性看Attention的Scale操作",
         date="2021-12-21",
         url="https://kexue.fm/archives/8823",
         statement="Scaling attention logits by log_512(n)/√d instead of 1/√d keeps the "
-        "attention entropy stable in n, so a model trained short extrapolates better.",
+        "attention entropy stable in n, so a model trained short extrapolates better at no "
+        "cost at the training length.",
         condition="RoPE MLM trained at length 64: scale='entropy' is within 1 point of "
-        "scale='sqrt' in MLM accuracy at 64 and higher (beyond seed noise) at 256 and 512.",
+        "scale='sqrt' in MLM accuracy at 64 (equivalence) and more accurate (beyond seed noise, "
+        "paired) at every longer length, 128, 256 and 512.",
         reported="RoFormer-small MLM trained at 64, accuracy at 64/128/256/512/1024: "
         "Attention-O 43.27/36.53/23.02/15.12/11.54, Attention-E 43.11/41.17/34.04/20.15/13.58.",
+        fidelity="scaled-down",
+        post_setting="RoFormer-small (RoPE) MLM trained at sequence length 64 on Chinese text, "
+        "MLM accuracy at 64 to 1024.",
+        our_setting="2-layer bidirectional RoPE Transformer (hidden 64, 2 heads) trained as an "
+        "MLM at length 64 for 600 steps of batch 32 on the Tang poems (characters, vocabulary "
+        "1,500); MLM accuracy on 32,768 held-out characters per length (64-512); 3 seeds.",
+        reported_values={f"{scale}_acc_{n}": v for scale, values in POST.items()
+                         for n, v in zip(LENGTHS, values)},
     )
 
     def run(self, ctx: Context) -> Run:
@@ -143,7 +153,7 @@ class EntropyScale(Experiment):
         base = lengths[0]
         out = [stats.within(f"entropy_acc_{base}", f"sqrt_acc_{base}", 1.0,
                             description=f"entropy scale within 1 point of sqrt at {base}")]
-        for n in lengths[2:]:
+        for n in lengths[1:]:
             out.append(stats.greater(f"entropy_acc_{n}", f"sqrt_acc_{n}",
                                      description=f"entropy scale more accurate than sqrt at {n}"))
         return out

@@ -87,16 +87,29 @@ def exact_match(model: torch.nn.Module, data: TensorDataset, unilm: bool, max_le
 class UniLMSeq2Seq(Experiment):
     name = "unilm-seq2seq"
     techniques = ("T10",)
-    minutes = {"quick": 4, "full": 15}
+    minutes = {"quick": 3, "full": 15}
     claim = Claim(
         post="从语言模型到Seq2Seq：Transformer如戏，全靠Mask",
         date="2019-09-18",
         url="https://kexue.fm/archives/6933",
         statement="A single BERT becomes a seq2seq model by the UniLM attention mask alone "
         "(bidirectional source, left-to-right target, loss on target tokens).",
-        condition="A tiny BERT trained with the UniLM mask reverses digit strings with >= 95% "
-        "exact match, and beats the same model trained with a bidirectional mask.",
-        reported="Qualitative: readable titles after one epoch of THUCNews (no metric given).",
+        condition="A tiny BERT trained with the UniLM mask reverses digit strings with more "
+        "than 95% exact match (it has learnt the task), and beats the same model trained with "
+        "the same loss under a bidirectional mask (the mask is what makes it a seq2seq model).",
+        reported="Qualitative: readable titles after one epoch (1000 steps) of THUCNews title "
+        "generation with a pre-trained Chinese BERT; an LSTM seq2seq needed tens of times more "
+        "steps. No metric given.",
+        fidelity="substituted",
+        post_setting="Pre-trained Chinese BERT-base with the UniLM mask, fine-tuned for one "
+        "epoch on THUCNews title generation (bert4keras task_seq2seq_autotitle), beam search.",
+        our_setting="BERT of 2 layers, hidden 64, trained from scratch for 1,500 steps of batch 64 "
+        "on reversing digit strings of length 3-8 (20,000 examples), greedy decoding of 500 "
+        "held-out strings; UniLM mask vs bidirectional mask; 3 seeds.",
+        substitution="No pre-trained Chinese BERT ships here and fine-tuning BERT-base on news "
+        "titles does not fit minutes on 2 CPU cores; a synthetic seq2seq task gives an exact "
+        "metric in minutes and isolates the claim (the mask alone makes a BERT a seq2seq "
+        "model), which is what the post argues; its own evidence is qualitative.",
     )
 
     def run(self, ctx: Context) -> Run:
@@ -127,6 +140,8 @@ class UniLMSeq2Seq(Experiment):
 
     def checks(self, stats: Stats) -> list[Check]:
         return [
-            stats.above("unilm_exact_match", 95.0),
-            stats.greater("unilm_exact_match", "bidirectional_exact_match"),
+            stats.above("unilm_exact_match", 95.0,
+                        description="the UniLM-mask model reverses > 95% of strings exactly"),
+            stats.greater("unilm_exact_match", "bidirectional_exact_match",
+                          description="the UniLM mask beats a bidirectional mask (paired)"),
         ]

@@ -4,7 +4,8 @@ Shared by the length-extrapolation (T14), entropy-scale (T32) and key-size (T6)
 experiments: a character corpus split into train/validation ids, the model
 (:class:`kexue.models.GPT2` with ``position_embedding_type="rope"``, built from an
 :class:`LMConfig` by :func:`build_lm`), training through :func:`kexue.train.fit` with the
-weights cached in ``ctx.cache_dir`` (keyed by corpus, config, length, steps and seed),
+weights cached in ``ctx.cache_dir`` (keyed by config, data shape, steps, seed and the
+hashes of the code that trained them),
 and an evaluation of many ``(RoPE variant, attention mask)`` options at many lengths on
 the same target tokens (post 9708's protocol: a window of length ``L`` ends at a fixed
 position and only its last ``L_train`` tokens are scored, so a longer context can only
@@ -13,8 +14,6 @@ help if the model uses it).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -138,23 +137,23 @@ def lm_loss(model: GPT2, batch) -> Tensor:
 def train_cached(config: LMConfig, windows: Tensor, *, steps: int, seed: int, cache_dir: Path,
                  tag: str, loss_fn: Callable = lm_loss, batch_size: int = 32,
                  lr: float = 2e-3, log: Callable[[str], None] = print) -> GPT2:
-    """Train :func:`build_lm`'s model on ``windows`` (or load it from ``cache_dir``)."""
+    """Train :func:`build_lm`'s model on ``windows``, or load the weights that unchanged
+    code trained with the same settings (:func:`kexue.evidence.cache.cached_state`)."""
+    from kexue.evidence.cache import cached_state
     from kexue.train import TrainConfig, fit
 
-    key = json.dumps({"model": "GPT2-rope", "tag": tag, "config": asdict(config), "steps": steps,
-                      "seed": seed, "batch": batch_size, "lr": lr, "windows": list(windows.shape)},
-                     sort_keys=True)
-    path = Path(cache_dir) / f"lm-{tag}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    key = {"model": "GPT2-rope", "tag": tag, "config": asdict(config), "steps": steps,
+           "seed": seed, "batch": batch_size, "lr": lr, "windows": list(windows.shape),
+           "loss": f"{loss_fn.__module__}.{loss_fn.__qualname__}"}
     model = build_lm(config, seed)
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        log(f"loaded cached weights {path.name}")
-    else:
+
+    def build() -> dict[str, Tensor]:
         fit(model, loss_fn, TensorDataset(windows), TrainConfig(
             steps=steps, batch_size=batch_size, lr=lr, warmup=0.05, seed=seed, progress=False,
             log_every=max(1, steps // 5)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
+        return model.state_dict()
+
+    model.load_state_dict(cached_state(cache_dir, f"lm-{tag}-s{seed}", key, build, log))
     return model.eval()
 
 
@@ -165,19 +164,33 @@ def eval_ends(val: Tensor, max_length: int, count: int) -> list[int]:
     return torch.linspace(max_length, len(val) - 2, count).long().tolist()
 
 
+def window_rows(val: Tensor, ends: Tensor, length: int, period: int | None = None) -> Tensor:
+    """Rows of ``length + 1`` ids ending at each of ``ends`` (inclusive): ``val[e - length :
+    e + 1]``, or with ``period`` the last ``period`` ids up to ``e`` repeated to fill the row
+    (post 9708's "repeated" samples: the scored text already occurred ``period`` tokens
+    earlier, so a model that reads that far back can copy it). ``(len(ends), length + 1)``."""
+    span = length + 1 if period is None else period
+    if period is not None and period <= 0:
+        raise ValueError(f"period must be a positive int, got {period}")
+    offsets = torch.arange(-length, 1)  # (length + 1,)
+    offsets = offsets if period is None else -((-offsets) % span)  # 0 stays at e
+    return val[ends[:, None] + offsets]
+
+
 @torch.no_grad()
 def tail_loss(model: GPT2, val: Tensor, ends: list[int], length: int, last: int, *,
               rope: RoPE | None = None, attention_mask: Tensor | None = None,
-              batch_size: int = 8) -> float:
+              batch_size: int = 8, period: int | None = None) -> float:
     """Mean next-token loss (nats) over the last ``last`` targets of windows of
     ``length`` inputs ending at each of ``ends`` (target ``val[e]`` for input up to ``e-1``),
-    with ``rope`` instead of the model's own and a boolean ``(length, length)`` mask."""
+    with ``rope`` instead of the model's own and a boolean ``(length, length)`` mask;
+    ``period``: the windows repeat their last ``period`` ids (:func:`window_rows`)."""
     if last > length:
         raise ValueError(f"last ({last}) must be <= length ({length})")
     mask = None if attention_mask is None else attention_mask[None]  # (1, length, length)
     total, count = 0.0, 0
     for i in range(0, len(ends), batch_size):
-        rows = torch.stack([val[e - length: e + 1] for e in ends[i:i + batch_size]])
+        rows = window_rows(val, torch.tensor(ends[i:i + batch_size]), length, period)
         logits = model(rows[:, :-1], rope=rope, attention_mask=mask).logits[:, -last:]
         loss = F.cross_entropy(logits.flatten(0, 1), rows[:, -last:].flatten(), reduction="sum")
         total, count = total + float(loss), count + rows.shape[0] * last
@@ -194,11 +207,12 @@ class Variant:
 
 
 def evaluate_variants(model: GPT2, val: Tensor, variants: list[Variant], lengths: list[int],
-                      last: int, count: int) -> dict[str, dict[int, float]]:
-    """``{variant: {length: tail loss}}`` on the same targets for every length."""
+                      last: int, count: int, period: int | None = None) -> dict[str, dict[int, float]]:
+    """``{variant: {length: tail loss}}`` on the same targets for every length (``period``:
+    on repeated windows, :func:`window_rows`)."""
     ends = eval_ends(val, max(lengths), count)
     return {v.name: {n: tail_loss(model, val, ends, n, last, rope=v.rope(n),
-                                  attention_mask=v.mask(n)) for n in lengths}
+                                  attention_mask=v.mask(n), period=period) for n in lengths}
             for v in variants}
 
 
