@@ -12,7 +12,7 @@ Here: the same semi-supervised setting on the pre-trained all-MiniLM-L6-v2 (or
 SST-2 (the shipped sentence-classification set; no Chinese pre-trained encoder ships
 with kexue): the first 200 training sentences keep their labels (as the author's script
 keeps the first 1%), a random subset of the rest is the unlabelled pool. Two arms with
-the same seeds, labelled batches and steps: supervised only, and VAT with the author's
+the same seeds, steps and 200 labelled sentences: supervised only, and VAT with the author's
 settings (epsilon 1, xi 10, one power iteration, global norm over the token-embedding
 matrix, KL to the clean prediction). The supervised and VAT losses are summed in one
 step (the author alternates a supervised and a VAT optimiser step).
