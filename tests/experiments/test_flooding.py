@@ -1,10 +1,12 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from kexue.evidence.base import Context
+from kexue.evidence import NOT_REPRODUCED, REPRODUCED, verdict
+from kexue.evidence.base import Context, Run
 from kexue.evidence.suite import _aggregate
 from kexue.experiments.flooding import (
     VARIANTS,
@@ -13,6 +15,7 @@ from kexue.experiments.flooding import (
     flooded_loss,
     gradient_penalty_loss,
     parameter_grad_sq_norm,
+    pick_flood_level,
 )
 
 
@@ -73,6 +76,37 @@ def test_smoke_run_gives_finite_metrics_curves_and_well_formed_checks(tmp_path):
                for v in VARIANTS)
     stats = _aggregate([run], False)
     checks = exp.checks(stats)
-    assert len(checks) == 2 and all(c.holds is None for c in checks)
+    assert run.metrics["picked/b"] in (0.02, 0.05, 0.1)
+    picked = f"b={run.metrics['picked/b']:g}"
+    assert run.metrics["picked/test_loss"] == run.metrics[f"{picked}/test_loss"]
+    assert len(checks) == 3 and all(c.holds is None for c in checks)
     extra = exp.summarize(stats, [run], Context(0, "smoke", tmp_path, tmp_path))
     assert len(extra.figures) == 2 and all((tmp_path / f).exists() for f in extra.figures)
+
+
+def test_the_flood_level_is_picked_on_validation_loss_not_test_loss():
+    metrics = {"b=0.02/valid_loss": 0.6, "b=0.05/valid_loss": 0.4, "b=0.1/valid_loss": 0.5,
+               "b=0/valid_loss": 0.1,  # b = 0 is the baseline, never picked
+               "b=0.02/test_loss": 0.1, "b=0.05/test_loss": 0.9, "b=0.1/test_loss": 0.8}
+    assert pick_flood_level(metrics) == "b=0.05"
+
+
+def _stats(test_loss_gain, accuracy_gain, train_accuracy=100.0):
+    runs = [Run({"b=0/train_accuracy": train_accuracy,
+                 "b=0/test_loss": 1.0 + noise, "picked/test_loss": 1.0 + noise - test_loss_gain,
+                 "b=0/test_accuracy": 80.0 + noise,
+                 "picked/test_accuracy": 80.0 + noise + accuracy_gain})
+            for noise in (0.0, 0.05, -0.03)]
+    return _aggregate(runs, False)
+
+
+@pytest.mark.parametrize("loss_gain, accuracy_gain, train_accuracy, expected", [
+    (0.5, 1.0, 100.0, REPRODUCED),
+    (0.5, -1.0, 100.0, NOT_REPRODUCED),  # lower test loss but worse accuracy
+    (-0.3, 1.0, 100.0, NOT_REPRODUCED),  # the flooded model is worse on test loss
+    (0.5, 1.0, 90.0, NOT_REPRODUCED),  # b = 0 never memorised: not the post's regime
+])
+def test_the_verdict_needs_memorisation_and_a_better_test_loss_and_accuracy(
+        loss_gain, accuracy_gain, train_accuracy, expected):
+    checks = Flooding().checks(_stats(loss_gain, accuracy_gain, train_accuracy))
+    assert verdict(checks) == expected

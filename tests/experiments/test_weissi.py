@@ -7,7 +7,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from kexue.evidence.base import Context
+from kexue.evidence import NOT_REPRODUCED, REPRODUCED, verdict
+from kexue.evidence.base import Context, Run
 from kexue.evidence.suite import _aggregate
 from kexue.experiments.weissi import (
     ARMS,
@@ -85,3 +86,21 @@ def test_smoke_run_gives_finite_metrics_and_well_formed_checks(tmp_path):
     assert len(checks) == 2 and all(c.holds is None for c in checks)
     extra = exp.summarize(stats, [run], Context(0, "smoke", tmp_path, tmp_path))
     assert (tmp_path / extra.figures[0]).exists() and len(extra.tables) == 2
+
+
+def _stats(accuracy_gain, grad_ratio):
+    runs = [Run({"l2/test_accuracy": 90.0 + noise, "weissi/test_accuracy": 90.0 + noise + accuracy_gain,
+                 "l2/input_grad_norm": 1.0 + noise / 10,
+                 "weissi/input_grad_norm": (1.0 + noise / 10) * grad_ratio})
+            for noise in (0.0, 0.3, -0.2)]
+    return _aggregate(runs, False)
+
+
+@pytest.mark.parametrize("accuracy_gain, grad_ratio, expected", [
+    (2.0, 0.5, REPRODUCED),
+    (2.0, 1.7, NOT_REPRODUCED),  # better accuracy, but a larger input gradient than L2's
+    (-2.0, 0.5, NOT_REPRODUCED),  # smaller input gradient, but worse than L2 on test
+])
+def test_the_verdict_needs_better_accuracy_and_a_smaller_input_gradient_than_l2(
+        accuracy_gain, grad_ratio, expected):
+    assert verdict(Weissi().checks(_stats(accuracy_gain, grad_ratio))) == expected

@@ -11,11 +11,13 @@ CIFAR-10, a second descent of the test loss.
 
 Here: a bag-of-characters classifier (character embeddings averaged over the text,
 then a one-hidden-layer MLP; fastText-like) on 1000 labelled Chinese sentiment texts,
-trained with Adam far past zero training error; b in {0, 0.02, 0.05, 0.1} against an
-explicit penalty ``L + lambda * ||grad_theta L||^2`` (double backward). The train and
-test losses are recorded along training. Adam, not the SGD of the post's analysis, so
-the equivalence with the gradient penalty is only qualitative here, and the penalty
-weight is a single value picked once, not matched to b.
+trained with Adam far past zero training error; b in {0, 0.02, 0.05, 0.1}, the flood
+level picked per seed by the lowest loss on a held-out validation split (the sentiment
+set's own), and the picked level judged against b = 0 on the test split, by loss and by
+accuracy. An explicit penalty ``L + lambda * ||grad_theta L||^2`` (double backward) is
+trained beside them for reference. Adam, not the SGD of the post's analysis, so the
+equivalence with the gradient penalty is only qualitative here, and the penalty weight
+is a single value picked once, not matched to b.
 """
 
 from __future__ import annotations
@@ -79,6 +81,24 @@ def parameter_grad_sq_norm(model: nn.Module, data: TensorDataset) -> float:
     return squared_gradient_norm(cross_entropy_loss(model, data.tensors), model.parameters()).item()
 
 
+def validation_rows(max_rows: int | None, seed: int = 0) -> list[tuple[str, int]]:
+    """The sentiment set's validation split (a random subset of ``max_rows``, fixed by
+    ``seed``): where the flood level is picked, apart from the test split it is judged on."""
+    import random
+
+    from kexue.data import load_sentiment
+
+    rows = load_sentiment("valid")
+    if max_rows is not None and len(rows) > max_rows:
+        rows = random.Random(seed).sample(rows, max_rows)
+    return rows
+
+
+def pick_flood_level(metrics: dict[str, float]) -> str:
+    """The variant ``b=...`` (b > 0) with the lowest ``valid_loss`` in ``metrics``."""
+    return min((f"b={b:g}" for b in FLOOD_LEVELS[1:]), key=lambda v: metrics[f"{v}/valid_loss"])
+
+
 def loss_and_accuracy(model: nn.Module, data: TensorDataset) -> tuple[float, float]:
     from kexue.experiments._shared.classification import classification_metrics, predict
 
@@ -92,19 +112,31 @@ class Flooding(Experiment):
     name = "flooding"
     techniques = ("T3",)
     datasets = ("sentiment",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 4, "full": 20}
+    minutes: ClassVar[dict[str, float]] = {"quick": 2, "full": 20}
+    seeds = 6  # 3 left the accuracy comparison within noise
     claim = Claim(
         post="我们真的需要把训练集的损失降低到零吗？",
         date="2020-07-31",
         url="https://kexue.fm/archives/7643",
         statement="Flooding (|L - b| + b) stops the training loss at b; past zero training "
-        "error this gives a lower test loss than driving the training loss to zero.",
+        "error this gives a better model on held-out data than driving the training loss to "
+        "zero (the validation loss can descend a second time).",
         condition="A bag-of-characters classifier trained to memorise 1000 sentiment texts "
-        "(b = 0 reaches > 99% training accuracy) and some b in {0.02, 0.05, 0.1} (the one "
-        "with the lowest mean) ends with a lower test loss than b = 0, beyond seed noise.",
+        "(b = 0 reaches > 99% training accuracy); b picked from {0.02, 0.05, 0.1} per seed by "
+        "the lowest validation loss; the picked b ends with a lower test loss and a higher "
+        "test accuracy than b = 0, beyond seed noise (paired over seeds).",
         reported="No numbers in the post (the paper's table is shown as an image); Ishida et "
         "al.: flooding improves test performance and induces a second descent of the test "
         "loss (CIFAR-10).",
+        fidelity="substituted",
+        post_setting="No experiment of its own: the post shows Ishida et al.'s figure and table "
+        "(image benchmarks such as CIFAR-10, b picked from a small grid).",
+        our_setting="Bag-of-characters MLP (embedding 64) on 1000 Chinese sentiment texts, "
+        "1500 Adam steps of batch 32 (about 48 epochs), b picked on 1000 validation texts, "
+        "judged on 2000 test texts; 6 seeds.",
+        substitution="The post runs nothing; a small text classifier trained to zero "
+        "training error on CPU in seconds shows the same regime (memorisation, then the test "
+        "loss climbing) that flooding targets.",
     )
 
     def run(self, ctx: Context) -> Run:
@@ -114,12 +146,14 @@ class Flooding(Experiment):
 
         n_train = ctx.pick(1000, 2000, smoke=64)
         max_test = ctx.pick(2000, None, smoke=64)
+        max_valid = ctx.pick(1000, None, smoke=32)
         steps = ctx.pick(1500, 4000, smoke=4)
         hidden = ctx.pick(64, 128, smoke=16)
         task = load_task("sentiment", n_train, max_test, seed=0)
         tok = CharTokenizer.fit([t for t, _ in task.train])
         train = tensorize(tok, task.train, 128)
         test = tensorize(tok, task.test, 128)
+        valid = tensorize(tok, validation_rows(max_valid), 128)
 
         def evaluate(model: nn.Module) -> dict[str, float]:
             train_loss, train_acc = loss_and_accuracy(model, train)
@@ -146,8 +180,14 @@ class Flooding(Experiment):
                 metrics[f"{variant}/{key}"] = value
             metrics[f"{variant}/min_test_loss"] = min(curves[variant]["test_loss"])
             metrics[f"{variant}/grad_sq_norm"] = parameter_grad_sq_norm(model, train)
+            metrics[f"{variant}/valid_loss"] = loss_and_accuracy(model, valid)[0]
             ctx.log(f"      {variant}: train loss {final['train_loss']:.4f}, test loss "
                     f"{final['test_loss']:.4f}, test acc {final['test_accuracy']:.2f}")
+        picked = pick_flood_level(metrics)
+        for key in ("test_loss", "test_accuracy", "valid_loss"):
+            metrics[f"picked/{key}"] = metrics[f"{picked}/{key}"]
+        metrics["picked/b"] = float(picked[2:])
+        ctx.log(f"      picked on validation: {picked}")
         self.curves = [*getattr(self, "curves", []), curves]  # for summarize, over seeds
         return Run(metrics, notes=[
             (f"{n_train} labelled training texts, {len(test)} test texts; bag of characters "
@@ -156,14 +196,15 @@ class Flooding(Experiment):
             f"{PENALTY_WEIGHT:g}.")])
 
     def checks(self, stats: Stats) -> list[Check]:
-        best = min((f"b={b:g}" for b in FLOOD_LEVELS[1:]),
-                   key=lambda v: stats[f"{v}/test_loss"].mean)
         return [
             stats.above("b=0/train_accuracy", 99.0,
                         description="b = 0 memorises the training set (> 99% train accuracy)"),
-            stats.greater("b=0/test_loss", f"{best}/test_loss",
-                          description=f"some b > 0 ends with a lower test loss than b = 0 "
-                          f"(the lowest mean, {best})"),
+            stats.greater("b=0/test_loss", "picked/test_loss",
+                          description="the b picked on validation ends with a lower test loss "
+                          "than b = 0"),
+            stats.greater("picked/test_accuracy", "b=0/test_accuracy",
+                          description="the b picked on validation ends with a higher test "
+                          "accuracy than b = 0"),
         ]
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run | None:
@@ -186,11 +227,15 @@ class Flooding(Experiment):
             lines(series, path, xlabel="step", ylabel=f"{label} (mean over seeds)",
                   title=f"Flooding: {label} along training")
             figures.append(path.name)
-        cols = ("train_accuracy", "train_loss", "test_loss", "min_test_loss", "test_accuracy",
-                "grad_sq_norm")
+        cols = ("train_accuracy", "train_loss", "valid_loss", "test_loss", "min_test_loss",
+                "test_accuracy", "grad_sq_norm")
         table = ["| variant | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         table += [f"| {v} | " + " | ".join(str(stats[f"{v}/{c}"]) for c in cols) + " |"
                   for v in VARIANTS]
+        picked = [f"b={b:g}" for b in stats["picked/b"].values]
+        table.append("| picked on validation (" + ", ".join(picked) + ") | | | | "
+                     + " | ".join(str(stats[f"picked/{c}"]) for c in ("valid_loss", "test_loss"))
+                     + " | | " + str(stats["picked/test_accuracy"]) + " | |")
         return Run({}, figures=figures, tables=["\n".join(table)],
                    notes=[("grad_sq_norm is ||grad_theta L||^2 of the mean training loss at the "
                           "end; min_test_loss is the lowest test loss seen along training.")])

@@ -131,23 +131,35 @@ def train_arm(arm: str, strength: Any, train: TensorDataset, *, steps: int, seed
 class Weissi(Experiment):
     name = "weissi"
     techniques = ("T2",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 5, "full": 15}
+    minutes: ClassVar[dict[str, float]] = {"quick": 2, "full": 15}
+    seeds = 4  # 3 left the accuracy comparison within noise
     claim = Claim(
         post="L2正则没有想象那么好？可能是\"权重尺度偏移\"惹的祸",
         date="2020-08-14",
         url="https://kexue.fm/archives/7681",
-        statement="A regulariser invariant to weight scale shifts (WEISSI) generalises at "
-        "least as well as L2 and gives a smaller input gradient.",
+        statement="A regulariser invariant to weight scale shifts (WEISSI) generalises better "
+        "than L2, and, as it bounds the input gradient, makes the model less sensitive to its "
+        "input.",
         condition="ReLU MLP on sklearn digits with 30% label noise, each regulariser tuned on "
-        "a noisy validation split: WEISSI test accuracy >= L2's - 1 point, and WEISSI's mean "
-        "input-gradient norm < L2's, beyond seed noise.",
+        "a noisy validation split: WEISSI's clean test accuracy > L2's, and WEISSI's mean "
+        "input-gradient norm < L2's, beyond seed noise (paired over seeds).",
         reported="No numbers in the post (one figure of the paper, not transcribed); the "
         "paper claims better generalisation and adversarial robustness than L2.",
+        fidelity="substituted",
+        post_setting="No experiment of its own: the post shows one result figure of Liu, Cui & "
+        "Chan (arXiv 2008.02965) without its setting, and adds that a regulariser is only "
+        "known to help once tried.",
+        our_setting="ReLU MLP 64-256-256-10 on 800 sklearn digits with 30% of labels flipped "
+        "(200 noisy validation images pick each regulariser's strength from a grid, 797 clean "
+        "test images), Adam 1e-3, 1000 steps of batch 64; 4 seeds.",
+        substitution="The post gives no setting to copy; a bias-carrying ReLU MLP without "
+        "normalisation layers is the network the post's scale-shift argument is exact for, "
+        "and label noise makes regularisation matter at CPU scale.",
     )
 
     def run(self, ctx: Context) -> Run:
         n_train, n_val = ctx.pick((800, 200), (1000, 300), smoke=(64, 32))
-        steps = ctx.pick(2000, 4000, smoke=3)
+        steps = ctx.pick(1000, 4000, smoke=3)
         hidden = ctx.pick(256, 256, smoke=16)
         train, val, test = digits_splits(n_train, n_val, NOISE_RATE, seed=0)
         metrics: dict[str, float] = {}
@@ -180,7 +192,8 @@ class Weissi(Experiment):
 
     def checks(self, stats: Stats) -> list[Check]:
         return [
-            stats.not_worse("weissi/test_accuracy", "l2/test_accuracy", 1.0),
+            stats.greater("weissi/test_accuracy", "l2/test_accuracy",
+                          description="WEISSI clean test accuracy > L2's"),
             stats.greater("l2/input_grad_norm", "weissi/input_grad_norm",
                           description="WEISSI input-gradient norm < L2's"),
         ]

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import TensorDataset
 
 from kexue.experiments._shared.minilm_classifier import (
     FineTuneConfig,
@@ -64,3 +66,28 @@ def test_fine_tune_writes_then_reuses_cached_weights(tmp_path, one_thread):
     assert len(list(tmp_path.iterdir())) == 2  # another seed, another file
     metrics = evaluate(again, data)
     assert 0 <= metrics["accuracy"] <= 100
+
+
+def test_the_cache_key_digests_every_part_of_a_composite_training_set():
+    from types import SimpleNamespace
+
+    from kexue.experiments._shared.minilm_classifier import cache_key, data_parts
+
+    lab = TensorDataset(torch.arange(8).view(2, 4), torch.ones(2, 4), torch.tensor([0, 1]))
+    unlab = TensorDataset(torch.arange(12).view(3, 4), torch.ones(3, 4))
+    other = TensorDataset(torch.arange(12).view(3, 4) + 1, torch.ones(3, 4))
+
+    class Pair(torch.utils.data.Dataset):
+        def __init__(self, a, b):
+            self.a, self.b = a, b
+
+        def __len__(self):
+            return len(self.b)
+
+    assert data_parts(lab) == [lab] and data_parts(Pair(lab, unlab)) == [lab, unlab]
+    model, config = nn.Linear(2, 2), FineTuneConfig()
+    key = cache_key(config, 0, Pair(lab, unlab), model)
+    assert key["ids"] != cache_key(config, 0, Pair(lab, other), model)["ids"]
+    assert key["ids"] != cache_key(config, 0, lab, model)["ids"]
+    with pytest.raises(ValueError, match="got SimpleNamespace"):
+        data_parts(SimpleNamespace(x=1))

@@ -115,14 +115,27 @@ def encode(rows: Sequence[tuple[str, int]], max_length: int = 64,
     return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
 
 
-def cache_key(config: FineTuneConfig, seed: int, data: TensorDataset, model: nn.Module,
+def cache_key(config: FineTuneConfig, seed: int, data: Any, model: nn.Module,
               **extra: Any) -> dict[str, Any]:
     """What a fine-tuned state depends on: config, seed, encoder folder, and the data (its
-    size and a digest of its ids)."""
-    ids = data.tensors[0]
-    return {"config": dataclasses.asdict(config), "seed": seed, "data": [len(data), *ids.shape[1:]],
-            "ids": hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16],
+    size and a digest of the ids of each of its parts, see :func:`data_parts`)."""
+    parts = data_parts(data)
+    digest = hashlib.sha256(b"".join(part.tensors[0].numpy().tobytes() for part in parts))
+    return {"config": dataclasses.asdict(config), "seed": seed,
+            "data": [len(data), *parts[0].tensors[0].shape[1:]], "ids": digest.hexdigest()[:16],
             "model": str(getattr(model, "folder", type(model).__name__)), **extra}
+
+
+def data_parts(data: Any) -> list[TensorDataset]:
+    """``[data]`` for a ``TensorDataset``; for a dataset built of ``TensorDataset`` parts held
+    as attributes (e.g. a labelled and an unlabelled set), the parts in attribute order."""
+    if isinstance(data, TensorDataset):
+        return [data]
+    parts = [part for part in vars(data).values() if isinstance(part, TensorDataset)]
+    if not parts:
+        raise ValueError(f"data must be a TensorDataset or hold TensorDatasets as attributes, "
+                         f"got {type(data).__name__}")
+    return parts
 
 
 def param_groups(model: nn.Module, config: FineTuneConfig) -> list[dict[str, Any]] | None:
@@ -141,7 +154,7 @@ def param_groups(model: nn.Module, config: FineTuneConfig) -> list[dict[str, Any
 
 def fine_tune(
     model: nn.Module,
-    train: TensorDataset,
+    train: Any,
     config: FineTuneConfig,
     *,
     seed: int,
