@@ -4,15 +4,12 @@ import numpy as np
 import pytest
 
 from kexue.embed import sts_spearman
-from kexue.evidence.base import Context
+from kexue.evidence import NOT_REPRODUCED, REPRODUCED, verdict
+from kexue.evidence.base import Context, Run
 from kexue.evidence.suite import _aggregate
-from kexue.experiments.whitening_zh import (
-    TASKS,
-    WhiteningChinese,
-    task_pairs,
-    variants,
-    whitening_scores_k,
-)
+from kexue.experiments._shared.sts import fraction_variants as variants
+from kexue.experiments._shared.sts import whitening_scores as whitening_scores_k
+from kexue.experiments.whitening_zh import TASKS, WhiteningChinese, task_pairs
 
 needs_zh = pytest.mark.data("stsb-zh", "senteval_cn")
 
@@ -91,7 +88,33 @@ def test_whitening_zh_smoke(tmp_path):
     run = exp.run(ctx)
     assert len(run.metrics) == len(TASKS) * 3 * 4
     assert all(math.isfinite(v) and -100 <= v <= 100 for v in run.metrics.values())
-    stats = _aggregate([run], True)
+    assert {f"avg/{p}/{v}" for p in ("cls", "mean", "first-last-avg")
+            for v in variants(32)} <= set(run.metrics)
+    assert not WhiteningChinese.deterministic  # the encoder is trained, one per seed
+    stats = _aggregate([run], False)
     assert exp.summarize(stats, [run], ctx).figures
     checks = exp.checks(stats)
-    assert len(checks) == 1 and checks[0].holds in (True, False)  # deterministic: decided
+    assert len(checks) == 3 and all(c.holds is None for c in checks)  # one seed: noise unknown
+
+
+def _stats(raw, whitened, reduced, avg_raw, avg_whitened):
+    p = "first-last-avg"
+    runs = [Run({f"STS-B/{p}/raw": r, f"STS-B/{p}/whitening": w, f"STS-B/{p}/whitening-d/3": k,
+                 f"avg/{p}/raw": ar, f"avg/{p}/whitening": aw})
+            for r, w, k, ar, aw in zip(raw, whitened, reduced, avg_raw, avg_whitened)]
+    return _aggregate(runs, False)
+
+
+HOLDS = {"raw": [44.0, 45.0, 43.5], "whitened": [60.0, 62.0, 61.0], "reduced": [60.5, 61.8, 61.2],
+             "avg_raw": [20.0, 21.0, 20.5], "avg_whitened": [25.0, 26.0, 25.2]}
+
+
+@pytest.mark.parametrize("change", [
+    {},  # the post's pattern
+    {"whitened": [43.0, 44.5, 43.0]},  # whitening lowers STS-B
+    {"reduced": [54.0, 55.5, 55.0]},  # keeping a third loses 6 points (our old -6.5)
+    {"avg_whitened": [18.0, 19.5, 19.0]},  # whitening lowers the average
+])
+def test_every_half_of_the_claim_can_fail(change):
+    stats = _stats(**{**HOLDS, **change})
+    assert verdict(WhiteningChinese().checks(stats)) == (NOT_REPRODUCED if change else REPRODUCED)
