@@ -29,7 +29,6 @@ def test_encode_adds_cls_sep_truncates_and_pads():
     assert mask[1].all() and ids[1, 0] == 101 and ids[1, -1] == 102
 
 
-@torch.no_grad()
 def test_pretrain_is_cached_by_config_and_seed(tmp_path, monkeypatch):
     logs = []
     encoder = pretrain_en_encoder(TINY, tmp_path, log=logs.append)
