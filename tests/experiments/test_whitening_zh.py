@@ -7,8 +7,7 @@ from kexue.embed import sts_spearman
 from kexue.evidence import NOT_REPRODUCED, REPRODUCED, verdict
 from kexue.evidence.base import Context, Run
 from kexue.evidence.suite import _aggregate
-from kexue.experiments._shared.sts import fraction_variants as variants
-from kexue.experiments._shared.sts import whitening_scores as whitening_scores_k
+from kexue.experiments._shared.sts import fraction_variants, whitening_scores
 from kexue.experiments.whitening_zh import TASKS, WhiteningChinese, task_pairs
 
 needs_zh = pytest.mark.data("stsb-zh", "senteval_cn")
@@ -28,15 +27,15 @@ def _anisotropic(n=300, d=12, seed=0):
 
 
 def test_variants_keep_the_posts_fractions():
-    assert variants(768) == {"raw": None, "whitening": 0, "whitening-d/3": 256, "whitening-d/6": 128}
-    assert variants(128)["whitening-d/3"] == 43 and variants(128)["whitening-d/6"] == 21
+    assert fraction_variants(768) == {"raw": None, "whitening": 0, "whitening-d/3": 256, "whitening-d/6": 128}
+    assert fraction_variants(128)["whitening-d/3"] == 43 and fraction_variants(128)["whitening-d/6"] == 21
     with pytest.raises(ValueError, match="hidden size"):
-        variants(4)
+        fraction_variants(4)
 
 
 def test_raw_score_is_the_plain_spearman_of_the_test_pairs():
     a, b, gold = _anisotropic()
-    scores = whitening_scores_k(a, b, gold, 100, {"raw": None})
+    scores = whitening_scores(a, b, gold, 100, {"raw": None})
     assert scores["raw"] == pytest.approx(100 * sts_spearman(a[-100:], b[-100:], gold[-100:]))
 
 
@@ -47,22 +46,22 @@ def test_full_whitening_is_invariant_to_invertible_affine_maps():
     A = rng.normal(size=(12, 12)) + 3 * np.eye(12)
     c = rng.normal(size=12) * 5
     kept = {"raw": None, "whitening": 0}
-    s1 = whitening_scores_k(a, b, gold, 150, kept)
-    s2 = whitening_scores_k(a @ A + c, b @ A + c, gold, 150, kept)
+    s1 = whitening_scores(a, b, gold, 150, kept)
+    s2 = whitening_scores(a @ A + c, b @ A + c, gold, 150, kept)
     assert s1["whitening"] == pytest.approx(s2["whitening"], abs=1e-8)
     assert s1["raw"] != pytest.approx(s2["raw"], abs=1e-3)
 
 
 def test_whitening_undoes_planted_anisotropy():
     a, b, gold = _anisotropic()
-    s = whitening_scores_k(a, b, gold, 300, {"raw": None, "whitening": 0})
+    s = whitening_scores(a, b, gold, 300, {"raw": None, "whitening": 0})
     assert s["whitening"] > s["raw"] + 10
 
 
 def test_whitening_scores_rejects_bad_n_eval():
     a, b, gold = _anisotropic(n=20)
     with pytest.raises(ValueError, match="n_eval"):
-        whitening_scores_k(a, b, gold, 21, {"raw": None})
+        whitening_scores(a, b, gold, 21, {"raw": None})
 
 
 @needs_zh
@@ -89,7 +88,7 @@ def test_whitening_zh_smoke(tmp_path):
     assert len(run.metrics) == len(TASKS) * 3 * 4
     assert all(math.isfinite(v) and -100 <= v <= 100 for v in run.metrics.values())
     assert {f"avg/{p}/{v}" for p in ("cls", "mean", "first-last-avg")
-            for v in variants(32)} <= set(run.metrics)
+            for v in fraction_variants(32)} <= set(run.metrics)
     assert not WhiteningChinese.deterministic  # the encoder is trained, one per seed
     stats = _aggregate([run], False)
     assert exp.summarize(stats, [run], ctx).figures

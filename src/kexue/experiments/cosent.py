@@ -35,7 +35,7 @@ from kexue.evidence.registry import register
 from kexue.experiments._shared.sts import subsample
 
 LOSSES = ("cosent", "sbert")  # the post's comparison
-LABELS = {"cosent": "CoSENT", "sbert": "Sentence-BERT", "cosine-mse": "cosine-MSE"}
+LABELS = {"cosent": "CoSENT", "sbert": "Sentence-BERT"}
 ZH_TASKS = ("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")
 
 Pair = tuple[str, str, float]
