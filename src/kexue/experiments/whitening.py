@@ -90,7 +90,7 @@ class BertWhitening(Experiment):
         "on all sentences of the task (train+dev+test); STS-B test (English) and five Chinese "
         "tasks (SimBERT).",
         our_setting="Raw side: a 2-layer, 128-wide BERT pretrained by masked-LM from scratch on "
-        "SST-2 train text (400 steps of 64 sentences, one encoder per seed, 3 seeds). "
+        "SST-2 train text (500 steps of 32 sentences, one encoder per seed, 3 seeds). "
         "Similarity-trained side: all-MiniLM-L6-v2 (fixed weights). Whitening fitted on the "
         "STS-B-en test sentences (full scale: train+dev+test), scored on its 1379 pairs.",
         reported_values=POST,

@@ -32,8 +32,8 @@ class EnEncoderConfig:
     num_layers: int = 2
     num_heads: int = 4
     max_length: int = 48  # WordPiece tokens per sentence, [CLS] and [SEP] included
-    steps: int = 400
-    batch_size: int = 64
+    steps: int = 500
+    batch_size: int = 32
     lr: float = 1e-3
     warmup: float = 0.05
     mask_prob: float = 0.15

@@ -95,9 +95,9 @@ def mlm_loss(model: nn.Module, batch: Any, mask_prob: float = 0.15, *,
     )
     if not (labels != -100).any():  # a batch without a chosen token: choose the first one
         labels[0, 1] = input_ids[0, 1]
-    hidden = model(inputs, attention_mask=attention_mask).last_hidden_state  # (batch, seq, hidden)
     picked = labels != -100
-    logits = bert.mlm_logits(hidden[picked])  # (n_chosen, vocab)
+    # the MLM head on the chosen positions only: (n_chosen, vocab)
+    logits = model(inputs, attention_mask=attention_mask, mlm_positions=picked).logits
     return F.cross_entropy(logits, labels[picked])
 
 
