@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from kexue.evidence.base import Context
+from kexue.evidence import NOT_REPRODUCED, REPRODUCED, verdict
+from kexue.evidence.base import Context, Run
 from kexue.evidence.suite import _aggregate
 from kexue.experiments.word_vector_dim import (
     FACTORS,
@@ -95,4 +96,19 @@ def test_word_vector_dim_smoke(tmp_path):
     stats = _aggregate([run], False)
     assert exp.summarize(stats, [run], ctx).figures
     checks = exp.checks(stats)
-    assert len(checks) == 1 and checks[0].holds is None  # one seed: noise unknown
+    assert len(checks) == 2 and all(c.holds is None for c in checks)  # one seed: noise unknown
+
+
+def _stats(gains_below, ratios):
+    runs = [Run({"gain_bound8_to_bound": g, "saturation_ratio": r})
+            for g, r in zip(gains_below, ratios)]
+    return _aggregate(runs, False)
+
+
+@pytest.mark.parametrize("gains_below, ratios, expected", [
+    ([0.44, 0.43, 0.45], [0.10, 0.12, 0.09], REPRODUCED),  # saturates at the bound
+    ([0.44, 0.43, 0.45], [0.66, 0.70, 0.64], NOT_REPRODUCED),  # linear in log n all the way
+    ([-0.20, -0.21, -0.19], [0.10, 0.12, 0.09], NOT_REPRODUCED),  # dimensions never helped
+])
+def test_the_verdict_follows_the_curve(gains_below, ratios, expected):
+    assert verdict(WordVectorDimension().checks(_stats(gains_below, ratios))) == expected

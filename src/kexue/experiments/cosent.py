@@ -1,4 +1,4 @@
-"""T33 CoSENT against Sentence-BERT and cosine-MSE, in English (MiniLM) and Chinese.
+"""T33 CoSENT against Sentence-BERT, in English (MiniLM) and Chinese.
 
 Post: CoSENT（一）：比Sentence-BERT更有效的句向量方案 (2022-01-06, https://kexue.fm/archives/8847).
 The author fine-tunes Chinese BERT-base / RoBERTa on the train split of each of ATEC, BQ,
@@ -10,17 +10,19 @@ both are scored by Spearman(cos(u, v), gold) x100 on the test split (batch 32, l
 
 Ours:
 
-* ``cosent-stsb-en``: the embedded all-MiniLM-L6-v2 fine-tuned for one epoch (quick: a
-  fixed random subset of STS-B-en train, see the notes) with each of CoSENT,
-  Sentence-BERT softmax and cosine-MSE (cos regressed on score / 5); Spearman on the
-  STS-B-en test split; the untuned MiniLM as a reference. MiniLM was already trained
-  contrastively on a billion sentence pairs, so it starts near the top.
+* ``cosent-stsb-en``: the pretrained encoder of ``--model`` (default the embedded
+  all-MiniLM-L6-v2) fine-tuned with each of CoSENT and Sentence-BERT's softmax for one pass
+  over a fixed random subset of STS-B-en train (quick: 1600 pairs, 50 steps; full: all
+  5749, two epochs); Spearman on the STS-B-en test split; the untuned encoder as a
+  reference. MiniLM was already trained contrastively on a billion sentence pairs, so it
+  starts near the top; the post's raw BERT-base can be given with ``--model``.
 * ``cosent-zh``: no Chinese BERT ships here, so the encoder is the small character-level
   BERT pretrained by masked-LM from scratch of :mod:`kexue.experiments._shared.zh_encoder`
   (hidden 128, 2 layers); fine-tuned for one epoch on STS-B-zh train and, since only
   the valid and test splits of ATEC / BQ / LCQMC / PAWSX are available, on their valid
-  split; tested on each test split. Mean pooling (not [CLS]) for every loss, no model
-  selection on a dev split. Absolute numbers are far below the post's.
+  split; tested on each test split. One pretrained encoder per seed (shared with
+  ``whitening-zh``). Mean pooling (not [CLS]) for every loss, no model selection on a dev
+  split. Absolute numbers are far below the post's.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
 from kexue.experiments._shared.sts import subsample
 
-LOSSES = ("cosent", "sbert", "cosine-mse")
-LABELS = {"cosent": "CoSENT", "sbert": "Sentence-BERT", "cosine-mse": "cosine-MSE"}
+LOSSES = ("cosent", "sbert")  # the post's comparison
+LABELS = {"cosent": "CoSENT", "sbert": "Sentence-BERT"}
 ZH_TASKS = ("ATEC", "BQ", "LCQMC", "PAWSX", "STS-B")
 
 Pair = tuple[str, str, float]
@@ -80,26 +82,39 @@ class CoSENTEnglish(Experiment):
     name = "cosent-stsb-en"
     techniques = ("T33",)
     datasets = ("stsb-en",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 14, "full": 60}
+    uses_model = True
+    minutes: ClassVar[dict[str, float]] = {"quick": 8, "full": 90}
     claim = Claim(
         post="CoSENT（一）：比Sentence-BERT更有效的句向量方案",
         date="2022-01-06",
         url="https://kexue.fm/archives/8847",
         statement="Fine-tuning sentence vectors with CoSENT (a ranking loss on the pairs' cosines, "
-        "lambda = 20) gives a better test Spearman than Sentence-BERT's softmax on [u, v, |u-v|] "
-        "and than regressing the cosine (cosine-MSE).",
-        condition="MiniLM fine-tuned for one epoch on STS-B-en train: Spearman x100 on test of "
-        "CoSENT >= Sentence-BERT - 0.5 and CoSENT >= cosine-MSE - 0.5, beyond seed noise "
-        "(0.5 points of stated tolerance).",
-        reported="Chinese STS-B with BERT-base: CoSENT 80.14 vs Sentence-BERT 66.41; average of "
-        "five Chinese tasks 68.19 vs 61.74 (no English numbers in the post).",
+        "lambda = 20) gives a better test Spearman than Sentence-BERT's softmax classifier on "
+        "[u, v, |u-v|].",
+        condition="The pretrained encoder fine-tuned on STS-B-en train with each loss (same "
+        "pairs, steps and seeds): Spearman x100 on STS-B-en test of CoSENT > Sentence-BERT, "
+        "beyond seed noise (paired over seeds).",
+        reported="Chinese, BERT-base trained on each task's train split: STS-B 80.14 (CoSENT) vs "
+        "66.41 (Sentence-BERT); average of five tasks 68.19 vs 61.74. No English numbers in "
+        "the post.",
+        fidelity="substituted",
+        post_setting="Chinese BERT-base / RoBERTa-base, [CLS] vectors, fine-tuned 5 epochs "
+        "(batch 32, lr 2e-5, best valid epoch) on the train split of ATEC, BQ, LCQMC, PAWSX, "
+        "STS-B-zh; test Spearman.",
+        our_setting="all-MiniLM-L6-v2 (already similarity-trained), mean pooling, max 48 tokens, "
+        "fine-tuned 50 steps of 32 pairs (1600 of the 5749 STS-B-en train pairs, AdamW lr 2e-5, "
+        "10% warm-up) with each loss, 3 seeds; test on all 1379 STS-B-en test pairs.",
+        substitution="No Chinese BERT-base can be fine-tuned five epochs on CPU within the "
+        "suite's budget; the bundled English MiniLM on the English original of the post's "
+        "STS-B task is what runs here (any local BERT folder via --model).",
     )
 
     def run(self, ctx: Context) -> Run:
         from kexue.data import load_stsb
         from kexue.embed import SentenceEncoder
 
-        n_train = ctx.pick(1200, None, smoke=32)
+        n_train = ctx.pick(1600, None, smoke=32)
+        epochs = ctx.pick(1.0, 2.0, smoke=1.0)
         n_test = ctx.pick(None, None, smoke=32)
         max_length = ctx.pick(48, 64, smoke=16)
         train_rows = subsample(load_stsb("train", "en"), n_train, seed=1234)
@@ -112,21 +127,22 @@ class CoSENTEnglish(Experiment):
 
         metrics = {"untuned": spearman_x100(encoder(), test_rows)}
         for kind in LOSSES:
-            tuned = finetune(encoder(), kind, train_rows, label_max=5.0, lr=2e-5, seed=ctx.seed)
+            tuned = finetune(encoder(), kind, train_rows, label_max=5.0, epochs=epochs, lr=2e-5,
+                             seed=ctx.seed)
             metrics[kind] = spearman_x100(tuned, test_rows)
             ctx.log(f"      {kind}: {metrics[kind]:.2f}")
-        steps = -(-len(train_rows) // 32)
+        steps = round(epochs * -(-len(train_rows) // 32))
         table = "| STS-B-en test, Spearman x100 | untuned | " + " | ".join(LOSSES) + " |\n"
         table += "|---|---|" + "---|" * len(LOSSES) + "\n"
-        table += f"| MiniLM (seed {ctx.seed}) | {metrics['untuned']:.2f} | " + " | ".join(
+        table += f"| {folder.name} (seed {ctx.seed}) | {metrics['untuned']:.2f} | " + " | ".join(
             f"{metrics[k]:.2f}" for k in LOSSES) + " |"
         return Run(
             metrics,
             tables=[table],
-            notes=[(f"all-MiniLM-L6-v2, mean pooling, max {max_length} tokens; one epoch over "
+            notes=[(f"{folder.name}, mean pooling, max {max_length} tokens; {epochs:g} epoch(s) over "
                    f"{len(train_rows)} of the 5749 STS-B-en train pairs ({steps} steps of 32 pairs, "
                    "AdamW lr 2e-5, 10% warm-up, linear decay); test on "
-                   f"{len(test_rows)} pairs. A fixed subset of train (quick scale) keeps 3 losses x "
+                   f"{len(test_rows)} pairs. A fixed subset of train (quick scale) keeps 2 losses x "
                    "3 seeds of CPU fine-tuning within minutes; the full scale uses all of it.")],
         )
 
@@ -136,18 +152,15 @@ class CoSENTEnglish(Experiment):
         keys = ("untuned", *LOSSES)
         path = ctx.figure("cosent_en.png")
         grouped_bars({"STS-B-en test": {k: stats[k].mean for k in keys}}, path,
-                     ylabel="Spearman x100", title="MiniLM fine-tuned one epoch, by loss",
+                     ylabel="Spearman x100", title="Pretrained encoder fine-tuned on STS-B, by loss",
                      errors={"STS-B-en test": {k: stats[k].std for k in keys}})
         mean_table = "| STS-B-en test (mean ± std over seeds) | " + " | ".join(keys) + " |\n"
-        mean_table += "|---|" + "---|" * len(keys) + "\n| MiniLM | " + " | ".join(
+        mean_table += "|---|" + "---|" * len(keys) + "\n| fine-tuned | " + " | ".join(
             str(stats[k]) for k in keys) + " |"
         return Run({}, figures=[path.name], tables=[mean_table])
 
     def checks(self, stats: Stats) -> list[Check]:
-        return [
-            stats.not_worse("cosent", "sbert", 0.5),
-            stats.not_worse("cosent", "cosine-mse", 0.5),
-        ]
+        return [stats.greater("cosent", "sbert", description="CoSENT > Sentence-BERT on test")]
 
 
 # ----------------------------------------------------------------------------- Chinese
@@ -174,18 +187,29 @@ class CoSENTChinese(Experiment):
     name = "cosent-zh"
     techniques = ("T33",)
     datasets = ("stsb-zh", "senteval_cn", "sentiment", "chinese-poetry-tang")
-    minutes: ClassVar[dict[str, float]] = {"quick": 14, "full": 90}
+    minutes: ClassVar[dict[str, float]] = {"quick": 8, "full": 90}
     claim = Claim(
         post="CoSENT（一）：比Sentence-BERT更有效的句向量方案",
         date="2022-01-06",
         url="https://kexue.fm/archives/8847",
         statement="On Chinese ATEC / BQ / LCQMC / PAWSX / STS-B, CoSENT fine-tuning gives a higher "
         "test Spearman than Sentence-BERT, by more than 6 points on average.",
-        condition="A small MLM-pretrained character BERT fine-tuned on each task with each loss: "
-        "the average over the five tasks of CoSENT's test Spearman x100 > Sentence-BERT's, "
-        "beyond seed noise.",
+        condition="A small MLM-pretrained character BERT fine-tuned on each task with each loss "
+        "(same pairs, steps and seeds): the average over the five tasks of CoSENT's test "
+        "Spearman x100 > Sentence-BERT's, beyond seed noise (paired over seeds).",
         reported="BERT-base average 68.19 (CoSENT) vs 61.74 (Sentence-BERT); STS-B 80.14 vs 66.41; "
         "RoBERTa 68.85 vs 62.80.",
+        fidelity="scaled-down",
+        post_setting="Chinese BERT-base / RoBERTa-base, [CLS] vectors, 5 epochs (batch 32, lr "
+        "2e-5, best valid epoch) on each task's train split; test Spearman.",
+        our_setting="A 2-layer, 128-wide character BERT pretrained by masked-LM here (one per "
+        "seed, 3 seeds), mean pooling, one epoch of 1500 pairs (47 steps of 32, AdamW lr 5e-4) "
+        "per task and loss; train = STS-B-zh train or the valid split of the other four (no "
+        "train split here); 1000 test pairs per task.",
+        reported_values={"cosent/avg": 68.19, "sbert/avg": 61.74, "cosent/ATEC": 49.74,
+                         "sbert/ATEC": 46.36, "cosent/BQ": 72.38, "sbert/BQ": 70.36,
+                         "cosent/LCQMC": 78.69, "sbert/LCQMC": 78.72, "cosent/PAWSX": 60.00,
+                         "sbert/PAWSX": 46.86, "cosent/STS-B": 80.14, "sbert/STS-B": 66.41},
     )
 
     def run(self, ctx: Context) -> Run:
@@ -200,8 +224,8 @@ class CoSENTChinese(Experiment):
         config = zh_encoder_config(ctx)
         encoder, tokenizer = pretrain_zh_encoder(config, ctx.cache_dir, ctx.log)
         folder = ctx.cache_dir / config.key()
-        n_train = ctx.pick(2000, None, smoke=32)
-        n_test = ctx.pick(2000, None, smoke=32)
+        n_train = ctx.pick(1500, None, smoke=32)
+        n_test = ctx.pick(1000, None, smoke=32)
         epochs = ctx.pick(1.0, 2.0, smoke=1.0)
         lr = 5e-4
 

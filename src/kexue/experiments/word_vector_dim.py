@@ -157,7 +157,7 @@ class WordVectorDimension(Experiment):
     name = "word-vector-dim"
     techniques = ("T23",)
     datasets = ("ptb-lm",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 7, "full": 40}
+    minutes: ClassVar[dict[str, float]] = {"quick": 2, "full": 40}
     claim = Claim(
         post="最小熵原理（六）：词向量的维度应该怎么选择？",
         date="2020-08-20",
@@ -165,11 +165,18 @@ class WordVectorDimension(Experiment):
         statement="A Skip-gram word vector needs about n > 8.33 ln N dimensions (N = vocabulary "
         "size); beyond that more dimensions no longer help much.",
         condition="Skip-gram on PTB (N = 10000, bound b = 8.33 ln N = 76.7) at n = b x {1/8, 1/4, "
-        "1/2, 1, 2, 4}: the saturation ratio (L(b) - L(4b)) / (L(b/8) - L(b)) of the held-out "
-        f"full-softmax loss L is < {THRESHOLD} beyond seed noise (a loss linear in log n gives "
+        "1/2, 1, 2, 4}, held-out full-softmax loss L, beyond seed noise: dimensions up to the "
+        "bound help (L(b/8) - L(b) > 0) and beyond it they stop helping much: the saturation "
+        f"ratio (L(b) - L(4b)) / (L(b/8) - L(b)) is < {THRESHOLD} (a loss linear in log n gives "
         "2/3).",
         reported="No experiment: h_n ~ -0.24 n, so n > 8.33 ln N; N = 100k -> 96, N = 5M -> 128, "
         "'consistent with practical experience'.",
+        fidelity="scaled-down",
+        post_setting="A derivation, no experiment; the bound is compared with the 64-300 "
+        "dimensions used in practice (word2vec on large corpora).",
+        our_setting="Skip-gram (window 2, sampled softmax with 256 shared negatives) on word-level "
+        "PTB (N = 10000, 0.3 epoch of its 3.7M pairs per dimension), held-out loss on 20000 "
+        "pairs of PTB valid, 6 dimensions x 3 seeds.",
     )
 
     def run(self, ctx: Context) -> Run:
@@ -188,7 +195,7 @@ class WordVectorDimension(Experiment):
         heldout = heldout[torch.randperm(len(heldout), generator=g)[: ctx.pick(20000, 100000, smoke=2000)]]
         counts = torch.bincount(train_ids, minlength=len(vocab))
         bound = POST_COEFFICIENT * math.log(len(vocab))
-        epochs = ctx.pick(1.0, 3.0, smoke=0.05)
+        epochs = ctx.pick(0.3, 3.0, smoke=0.05)
         num_sampled = ctx.pick(256, 1024, smoke=64)
         batch_size = 4096 if ctx.scale != "smoke" else 512
         losses, dims = {}, {}
@@ -235,7 +242,12 @@ class WordVectorDimension(Experiment):
         return Run({}, figures=[path.name], tables=[table])
 
     def checks(self, stats: Stats) -> list[Check]:
-        return [stats.below("saturation_ratio", THRESHOLD)]
+        return [
+            stats.above("gain_bound8_to_bound", 0.0,
+                        description="dimensions up to the bound lower the held-out loss"),
+            stats.below("saturation_ratio", THRESHOLD,
+                        description="beyond the bound they stop helping much"),
+        ]
 
 
 def unigram_entropy(counts: Tensor) -> float:

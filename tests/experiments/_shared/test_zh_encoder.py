@@ -78,3 +78,42 @@ def test_pretrain_is_cached_by_config(tmp_path, monkeypatch):
     assert tok2.vocab_size == tok.vocab_size
     for (name, a), (_, b) in zip(encoder.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_pretraining_made_by_other_code_is_retrained(tmp_path, monkeypatch):
+    import json
+
+    pretrain_zh_encoder(TINY, tmp_path, log=lambda s: None)
+    done = tmp_path / TINY.key() / zh_encoder.WEIGHTS_DONE
+    summary = json.loads(done.read_text())
+    assert "kexue.experiments._shared.zh_encoder" in summary["modules"]
+    summary["modules"]["kexue.experiments._shared.zh_encoder"] = "0" * 64  # other source
+    done.write_text(json.dumps(summary))
+    calls = []
+    import kexue.train
+
+    real_fit = kexue.train.fit
+    monkeypatch.setattr(kexue.train, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    pretrain_zh_encoder(TINY, tmp_path, log=lambda s: None)
+    assert calls == [1]
+
+
+def test_mlm_loss_takes_another_vocabularys_mask_id(monkeypatch):
+    from kexue.models import Bert, BertConfig
+
+    seen = []
+    real = zh_encoder.mask_tokens
+
+    def spy(ids, mask_id, vocab_size, *args, **kwargs):
+        seen.append((mask_id, kwargs["num_special"]))
+        return real(ids, mask_id, vocab_size, *args, **kwargs)
+
+    monkeypatch.setattr(zh_encoder, "mask_tokens", spy)
+    torch.manual_seed(0)
+    model = Bert(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=32,
+                            max_position_embeddings=40), mlm=True, pooler=False)
+    loss = mlm_loss(model, _batch(n=8), mask_token_id=7, num_special=5)
+    assert math.isfinite(loss.item()) and seen == [(7, 5)]
+    mlm_loss(model, _batch(n=8))
+    assert seen[-1] == (CharTokenizer.SPECIAL_TOKENS.index("[MASK]"), len(CharTokenizer.SPECIAL_TOKENS))

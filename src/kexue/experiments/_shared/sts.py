@@ -18,6 +18,16 @@ WHITENING_VARIANTS: dict[str, int | None] = {
 }
 
 
+def fraction_variants(dim: int) -> dict[str, int | None]:
+    """Variant name -> components kept (None = no whitening, 0 = all d) for a hidden size
+    ``dim``: the posts' 256 of 768 and 128 of 768 become ``whitening-d/3`` and
+    ``whitening-d/6`` (post 8321 keeps 128 of the 384 of the small models: d/3 too)."""
+    if dim < 6:
+        raise ValueError(f"expected a hidden size >= 6 to keep d/6 components, got {dim}")
+    return {"raw": None, "whitening": 0, "whitening-d/3": round(dim / 3),
+            "whitening-d/6": round(dim / 6)}
+
+
 def whitening_scores(
     emb_a: np.ndarray,
     emb_b: np.ndarray,

@@ -6,8 +6,11 @@ replaced by a character-level :class:`kexue.models.Bert` (hidden 128, 2 layers)
 trained for a few minutes on CPU with BERT's masked-LM objective on the Chinese corpora
 that are available: the sentiment reviews (all splits, labels unused) and the Tang poems.
 The weights and the vocabulary are cached under ``cache_dir`` in a folder named by a hash
-of the configuration, so every seed of every experiment that asks for the same
-configuration reuses one pretraining run.
+of the configuration (its ``seed`` included: each seed of an experiment pretrains its own
+encoder, so the seed-to-seed spread includes the pretraining), and reused only while the
+code that trained them is unchanged (the module hashes of
+:func:`kexue.evidence.cache.module_hashes`), so every experiment that asks for the same
+configuration and seed reuses one pretraining run.
 
 Masking is BERT's 80/10/10 rule (:func:`kexue.data.mask_tokens`) over the real
 characters; the loss is the cross-entropy of the MLM head on the chosen positions only.
@@ -75,23 +78,26 @@ def pretraining_corpus(max_poems: int | None, chunk: int, max_reviews: int | Non
     return [p for p in pieces if p.strip()]
 
 
-def mlm_loss(model: nn.Module, batch: Any, mask_prob: float = 0.15) -> Tensor:
+def mlm_loss(model: nn.Module, batch: Any, mask_prob: float = 0.15, *,
+             mask_token_id: int = CharTokenizer.SPECIAL_TOKENS.index("[MASK]"),
+             num_special: int = len(CharTokenizer.SPECIAL_TOKENS)) -> Tensor:
     """Masked-LM cross-entropy of a ``(input_ids, attention_mask)`` batch of a
-    :class:`kexue.models.Bert` built with ``mlm=True``; logits only at the chosen positions."""
+    :class:`kexue.models.Bert` built with ``mlm=True``; logits only at the chosen positions.
+    ``mask_token_id`` and ``num_special`` (ids below it are never chosen) default to
+    :class:`~kexue.data.CharTokenizer`'s."""
     input_ids, attention_mask = batch[0], batch[1]
     length = int(attention_mask.sum(1).max())
     input_ids, attention_mask = input_ids[:, :length], attention_mask[:, :length]
     bert = getattr(model, "module", model)  # unwrap DistributedDataParallel
     inputs, labels = mask_tokens(
-        input_ids, CharTokenizer.SPECIAL_TOKENS.index("[MASK]"), bert.config.vocab_size,
-        attention_mask=attention_mask, num_special=len(CharTokenizer.SPECIAL_TOKENS),
-        mask_prob=mask_prob,
+        input_ids, mask_token_id, bert.config.vocab_size, attention_mask=attention_mask,
+        num_special=num_special, mask_prob=mask_prob,
     )
     if not (labels != -100).any():  # a batch without a chosen token: choose the first one
         labels[0, 1] = input_ids[0, 1]
-    hidden = model(inputs, attention_mask=attention_mask).last_hidden_state  # (batch, seq, hidden)
     picked = labels != -100
-    logits = bert.mlm_logits(hidden[picked])  # (n_chosen, vocab)
+    # the MLM head on the chosen positions only: (n_chosen, vocab)
+    logits = model(inputs, attention_mask=attention_mask, mlm_positions=picked).logits
     return F.cross_entropy(logits, labels[picked])
 
 
@@ -106,11 +112,12 @@ def pretrain_zh_encoder(
     Returns the encoder without the MLM head (a :class:`kexue.models.Bert`, no pooler:
     MLM alone does not train one), in eval mode.
     """
+    from kexue.evidence.cache import module_hashes
     from kexue.models import Bert, BertConfig
     from kexue.train import TrainConfig, fit, seed_everything
 
     folder = Path(cache_dir) / config.key()
-    if not (folder / WEIGHTS_DONE).is_file():
+    if not _cached(folder):
         corpus = pretraining_corpus(config.max_poems, config.max_length - 2, config.max_reviews)
         tokenizer = CharTokenizer.fit(corpus, max_size=config.vocab_size)
         enc = tokenizer.batch_encode(corpus, max_length=config.max_length,
@@ -137,13 +144,25 @@ def pretrain_zh_encoder(
         model.save_pretrained(tmp)
         tokenizer.save(tmp / "vocab.json")
         summary = {"config": asdict(config), "chunks": len(corpus),
-                   "final_mlm_loss": result.history[-1]["loss"]}
+                   "final_mlm_loss": result.history[-1]["loss"],
+                   "modules": module_hashes(__name__)}
         (tmp / WEIGHTS_DONE).write_text(json.dumps(summary, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     encoder = Bert.from_pretrained(folder, mlm=False, pooler=False)
     return encoder.eval(), CharTokenizer.load(folder / "vocab.json")
+
+
+def _cached(folder: Path) -> bool:
+    """A complete pretraining folder made by the code loaded now."""
+    from kexue.evidence.cache import unchanged
+
+    done = folder / WEIGHTS_DONE
+    if not done.is_file():
+        return False
+    modules = json.loads(done.read_text()).get("modules")
+    return modules is not None and unchanged(modules)
 
 
 def pretraining_summary(config: ZhEncoderConfig, cache_dir: str | os.PathLike) -> dict[str, Any]:
@@ -176,11 +195,13 @@ def zh_sentence_encoder(model: nn.Module, tokenizer: CharTokenizer, pooling: str
 
 
 def zh_encoder_config(ctx) -> ZhEncoderConfig:
-    """The pretraining configuration shared by ``cosent-zh`` and ``whitening-zh``."""
+    """The pretraining configuration shared by ``cosent-zh`` and ``whitening-zh``; seeded by
+    the run's seed (one encoder per seed)."""
     return ctx.pick(
-        quick=ZhEncoderConfig(),
-        full=ZhEncoderConfig(steps=8000, batch_size=64, max_poems=None),
+        quick=ZhEncoderConfig(steps=600, seed=ctx.seed),
+        full=ZhEncoderConfig(steps=8000, batch_size=64, max_poems=None, seed=ctx.seed),
         smoke=ZhEncoderConfig(hidden_size=32, num_heads=2, max_length=32, vocab_size=800,
-                              steps=4, batch_size=8, max_poems=200, max_reviews=300),
+                              steps=4, batch_size=8, max_poems=200, max_reviews=300,
+                              seed=ctx.seed),
     )
 
