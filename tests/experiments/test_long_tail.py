@@ -4,15 +4,18 @@ from collections import Counter
 import pytest
 import torch
 
+from kexue.evidence import NOT_REPRODUCED, REPRODUCED, Run, verdict
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
 from kexue.experiments.long_tail import (
+    TASKS,
     LongTail,
     balance,
     group_recalls,
     long_tail_counts,
     loss_functions,
     make_long_tailed,
+    prior_accuracy,
 )
 
 
@@ -93,7 +96,40 @@ def test_long_tail_smoke(tmp_path):
     assert "tnews/gain/la_loss" in run.metrics and "tnews/posthoc/balanced_accuracy" in run.metrics
     stats = _aggregate([run], False)
     checks = exp.checks(stats)
-    assert len(checks) == 2
+    assert len(checks) == 3
+    assert "tnews/la_prior/prior_accuracy" in run.metrics and "tnews/posthoc_tau/1" in run.metrics
     assert all(c.holds in (True, False, None) and c.description for c in checks)
     extra = exp.summarize(stats, [run], ctx)
     assert (tmp_path / extra.figures[0]).exists()
+
+
+def test_prior_accuracy_weights_recalls_by_the_priors():
+    labels = torch.tensor([0, 0, 1, 1])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 1]), 2).float()  # recalls 1, .5
+    assert math.isclose(prior_accuracy(logits, labels, torch.tensor([0.9, 0.1])), 95.0, rel_tol=1e-6)
+    assert math.isclose(prior_accuracy(logits, labels, torch.tensor([0.5, 0.5])), 75.0)
+
+
+def _stats(la_gain: float, posthoc_gain: float, prior_gain: float):
+    runs = []
+    for e in (0.0, 0.2, -0.2):
+        m = {}
+        for task in TASKS:
+            m.update({f"{task}/ce/balanced_accuracy": 20.0 + e,
+                      f"{task}/la_loss/balanced_accuracy": 20.0 + la_gain + 2 * e,
+                      f"{task}/posthoc/balanced_accuracy": 20.0 + posthoc_gain - e,
+                      f"{task}/la_loss/prior_accuracy": 50.0 + e,
+                      f"{task}/la_prior/prior_accuracy": 50.0 + prior_gain,
+                      f"{task}/gain/la_loss": la_gain + e})
+        runs.append(Run(m))
+    return _aggregate(runs, False)
+
+
+@pytest.mark.parametrize(("gains", "expected"), [
+    ((4.0, 3.5, 10.0), REPRODUCED),
+    ((4.0, -8.0, 10.0), NOT_REPRODUCED),  # post-hoc adjustment hurts
+    ((-8.0, 3.5, 10.0), NOT_REPRODUCED),  # LA loss hurts
+    ((4.0, 3.5, -10.0), NOT_REPRODUCED),  # adding log pi back lowers overall accuracy
+])
+def test_the_verdict_follows_the_claim(gains, expected):
+    assert verdict(LongTail().checks(_stats(*gains))) == expected

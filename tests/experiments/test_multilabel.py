@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from kexue.data import CharTokenizer
+from kexue.evidence import NOT_REPRODUCED, REPRODUCED, Run, verdict
 from kexue.evidence.base import Context
 from kexue.evidence.suite import _aggregate
 from kexue.experiments.multilabel import (
     MultilabelCE,
+    bce_loss,
     best_threshold,
     build_multilabel,
     multilabel_f1,
@@ -72,9 +74,35 @@ def test_multilabel_smoke(tmp_path):
     ctx = Context(seed=0, scale="smoke", workdir=tmp_path, cache_dir=tmp_path, log=lambda s: None)
     run = exp.run(ctx)
     assert all(math.isfinite(v) for v in run.metrics.values())
-    assert {"bce/micro_f1", "mce/macro_f1", "bce_tuned/micro_f1"} <= set(run.metrics)
+    assert {"bce/micro_f1", "mce/macro_f1", "bce_tuned/micro_f1", "bce_weighted/macro_f1",
+            "bce_weighted/pos_weight"} <= set(run.metrics)
     stats = _aggregate([run], False)
     checks = exp.checks(stats)
-    assert len(checks) == 3 and all(c.holds in (True, False, None) for c in checks)
+    assert len(checks) == 4 and all(c.holds in (True, False, None) for c in checks)
     extra = exp.summarize(stats, [run], ctx)
     assert (tmp_path / extra.figures[0]).exists()
+
+
+def test_bce_loss_weights_the_positive_terms():
+    scores, target = torch.tensor([[0.3, -1.0, 2.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    pos = -torch.nn.functional.logsigmoid(scores[0, 0])
+    neg = -torch.nn.functional.logsigmoid(-scores[0, 1:]).sum()
+    torch.testing.assert_close(bce_loss(scores, target), (pos + neg) / 3)
+    torch.testing.assert_close(bce_loss(scores, target, pos_weight=10.0), (10 * pos + neg) / 3)
+
+
+def _stats(mce_micro: float, mce_macro: float, noise=(0.0, 0.1, -0.1)):
+    runs = [Run({"bce/micro_f1": 25.0 + e, "bce/macro_f1": 18.0 + e,
+                 "bce_weighted/micro_f1": 40.0 + e, "bce_weighted/macro_f1": 35.0 + e,
+                 "mce/micro_f1": mce_micro + 2 * e, "mce/macro_f1": mce_macro - e})
+            for e in noise]
+    return _aggregate(runs, False)
+
+
+@pytest.mark.parametrize(("micro", "macro", "expected"), [
+    (40.5, 35.2, REPRODUCED),  # beats plain BCE, matches weighted BCE
+    (32.0, 27.0, NOT_REPRODUCED),  # beats plain BCE, far below weighted BCE
+    (40.5, 15.0, NOT_REPRODUCED),  # loses to plain BCE on macro-F1
+])
+def test_the_verdict_follows_the_claim(micro, macro, expected):
+    assert verdict(MultilabelCE().checks(_stats(micro, macro))) == expected

@@ -34,11 +34,19 @@ seed; n_max is lowered when the pool cannot fill the profile.
   n_max = 4000 (quick) / 8000 (full) positives and 1/100 as many negatives; the test set
   is subsampled to the same number per class.
 
+The post also gives the prediction rule for an LA-trained model: argmax f for balanced
+(per-class) accuracy, argmax f + tau log pi for overall accuracy. The second half is checked
+too: ``la_prior`` is the LA-loss model predicting argmax f + tau log pi, scored by its
+accuracy under the training label distribution (``prior_accuracy`` = sum_y pi_y recall_y on
+the balanced test set), which should beat argmax f on that score. "tau = 1 is generally
+near-optimal" is reported as a post-hoc sweep over tau (chosen on the test set, so a
+description, not a check).
+
 Differences from the post/paper: text, not images; a bag-of-n-grams model with AdamW
 (lr 1e-2, linear decay), not a ResNet with SGD; much smaller training sets. The verdict
 uses only the claim's condition (both logit-adjustment forms beat CE on balanced
 accuracy, on every data set); whether focal, truncation and weighted CE beat CE is
-reported in the tables and notes, not in the verdict. Gains are paired per seed (the
+reported in the tables and notes, not in the verdict. Comparisons are paired per seed (the
 same long-tailed sample for every method), so the noise estimate is that of the
 difference.
 """
@@ -59,6 +67,7 @@ from kexue.evidence.registry import register
 
 TASKS = ("tnews", "iflytek", "sentiment")
 METHODS = ("ce", "posthoc", "la_loss", "weighted_ce", "focal", "truncation")
+TAUS = (0.5, 1.0, 1.5, 2.0)  # post-hoc sweep, reported
 TRAINED = ("ce", "la_loss", "weighted_ce", "focal", "truncation")  # posthoc reuses ce
 RATIO = 100.0
 IFLYTEK_CLASSES = 20
@@ -161,6 +170,14 @@ def loss_functions(priors: Tensor) -> dict[str, Callable[[Tensor, Tensor], Tenso
     }
 
 
+def prior_accuracy(logits: Tensor, labels: Tensor, priors: Tensor) -> float:
+    """Accuracy (percent) under the training label distribution, from a balanced test set:
+    sum_y pi_y recall_y."""
+    pred = logits.argmax(-1)
+    recall = torch.stack([(pred[labels == c] == c).double().mean() for c in range(len(priors))])
+    return 100 * float((priors.double() * recall).sum())
+
+
 def group_recalls(logits: Tensor, labels: Tensor, train_counts: dict[int, int]) -> dict[str, float]:
     """Mean recall (percent) over the head half and the tail half of the classes by train size."""
     pred = logits.argmax(-1)
@@ -210,7 +227,9 @@ def run_task(task: str, ctx: Context) -> tuple[dict[str, float], str]:
         labels = test_ds.tensors[2]
         m = classification_metrics(logits, labels, num_classes)
         m.update(group_recalls(logits, labels, counts))
-        for key in ("balanced_accuracy", "macro_f1", "head_recall", "tail_recall"):
+        m["prior_accuracy"] = prior_accuracy(logits, labels, priors)
+        for key in ("balanced_accuracy", "macro_f1", "head_recall", "tail_recall",
+                    "prior_accuracy"):
             metrics[f"{task}/{method}/{key}"] = m[key]
 
     for method, fn in loss_functions(priors).items():
@@ -222,6 +241,12 @@ def run_task(task: str, ctx: Context) -> tuple[dict[str, float], str]:
         record(method, logits)
         if method == "ce":
             record("posthoc", posthoc_logit_adjust(logits, priors, tau=1.0))
+            for tau in TAUS:
+                adjusted = posthoc_logit_adjust(logits, priors, tau=tau)
+                metrics[f"{task}/posthoc_tau/{tau:g}"] = classification_metrics(
+                    adjusted, test_ds.tensors[2], num_classes)["balanced_accuracy"]
+        if method == "la_loss":  # the post's rule for overall accuracy: argmax f + tau log pi
+            record("la_prior", logits + priors.log())
     for method in METHODS[1:]:
         metrics[f"{task}/gain/{method}"] = (metrics[f"{task}/{method}/balanced_accuracy"]
                                             - metrics[f"{task}/ce/balanced_accuracy"])
@@ -234,12 +259,14 @@ def run_task(task: str, ctx: Context) -> tuple[dict[str, float], str]:
 
 
 def results_table(stats: Stats, tasks: tuple[str, ...]) -> str:
-    lines = ["| data | metric | " + " | ".join(METHODS) + " |",
-             "|---|---|" + "---|" * len(METHODS)]
+    methods = (*METHODS, "la_prior")
+    lines = ["| data | metric | " + " | ".join(methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
     for task in tasks:
         for key, label in (("balanced_accuracy", "balanced acc"), ("macro_f1", "macro-F1"),
-                           ("tail_recall", "tail-half recall")):
-            cells = [str(stats[f"{task}/{m}/{key}"]) for m in METHODS]
+                           ("tail_recall", "tail-half recall"),
+                           ("prior_accuracy", "accuracy at train priors")):
+            cells = [str(stats[f"{task}/{m}/{key}"]) for m in methods]
             lines.append(f"| {task} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -253,6 +280,15 @@ def gains_table(stats: Stats, tasks: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def tau_table(stats: Stats, tasks: tuple[str, ...]) -> str:
+    lines = ["| post-hoc balanced acc | " + " | ".join(f"tau = {t:g}" for t in TAUS) + " |",
+             "|---|" + "---|" * len(TAUS)]
+    for task in tasks:
+        lines.append(f"| {task} | " + " | ".join(str(stats[f"{task}/posthoc_tau/{t:g}"])
+                                                  for t in TAUS) + " |")
+    return "\n".join(lines)
+
+
 def _verdict_word(check: Check) -> str:
     return {True: "yes", False: "no"}.get(check.holds, "within noise")
 
@@ -262,21 +298,37 @@ class LongTail(Experiment):
     name = "long-tail"
     techniques = ("T26", "T22")
     datasets = ("fewclue-tnews", "fewclue-iflytek", "sentiment")
-    minutes: ClassVar[dict[str, float]] = {"quick": 6, "full": 20}
+    minutes: ClassVar[dict[str, float]] = {"quick": 2.6, "full": 20}
+    seeds = 5  # 3 left two of the nine comparisons within noise
     claim = Claim(
         post="通过互信息思想来缓解类别不平衡问题",
         date="2020-07-19",
         url="https://kexue.fm/archives/7615",
         statement="On long-tailed training data, fitting log p(y|x)/p(y) -- training with "
         "the logit-adjusted loss, or subtracting tau log(prior) from a CE model's logits -- "
-        "raises balanced (per-class) accuracy over plain cross-entropy.",
+        "raises balanced (per-class) accuracy over plain cross-entropy; an LA-trained model "
+        "predicts with argmax f for per-class accuracy and argmax f + tau log(prior) for "
+        "overall accuracy.",
         condition="On every long-tailed set (TNEWS, IFLYTEK-20, sentiment; ratio <= 100), "
         "both the LA loss and post-hoc adjustment beat CE on balanced accuracy of a balanced "
-        "test set (paired gain > 0 beyond seed noise). Focal loss, hard truncation and "
-        "class-weighted CE are reported, not part of the verdict.",
-        reported="Menon et al. 2021 (no experiment in the post), CIFAR-10-LT EXP-100 balanced "
-        "accuracy: ERM 0.7136, post-hoc 0.7732, LA loss 0.7789; CIFAR-100-LT: 0.3987 / "
-        "0.4407 / 0.4406.",
+        "test set, and the LA-loss model's argmax f + log pi beats its argmax f on accuracy "
+        "under the training label distribution (all paired over seeds; 9 checks, all must "
+        "hold). Focal loss, hard truncation and class-weighted CE are reported, not part of "
+        "the verdict.",
+        reported="No experiment in the post ('the results are good to the point of "
+        "surprise', pointing to the paper). Menon et al. 2021, CIFAR-10-LT EXP-100 balanced "
+        "accuracy: ERM 71.36, post-hoc 77.32, LA loss 77.89; CIFAR-100-LT: 39.87 / 44.07 / "
+        "44.06 (google-research/logit_adjustment README).",
+        fidelity="substituted",
+        post_setting="The paper's: CIFAR-10/100-LT (imbalance 100, exponential profile), "
+        "ResNet-32 trained from scratch with SGD; balanced test sets.",
+        our_setting="Long-tailed (ratio 75-100, exponential profile) TNEWS-15 (533 titles), "
+        "IFLYTEK-20 (359 descriptions) and binary sentiment (4,040 reviews) cut from the "
+        "training pools; balanced test sets; a from-scratch character + bigram bag "
+        "classifier, AdamW 500-600 steps of batch 32, tau = 1; 5 seeds.",
+        substitution="No image data on this machine; Chinese text classification with a "
+        "fastText-style model from scratch stands in for CIFAR-LT with a ResNet (the same "
+        "kind of imbalance profile and balanced evaluation).",
     )
 
     def tasks(self, ctx: Context) -> tuple[str, ...]:
@@ -309,16 +361,22 @@ class LongTail(Experiment):
             verdicts = ", ".join(
                 f"{m}: {_verdict_word(stats.above(f'{task}/gain/{m}', 0.0))}"
                 for m in ("focal", "truncation", "weighted_ce"))
-            extra.append(f"{task}: beats CE on balanced accuracy (paired, beyond 2 s.e.)? "
+            extra.append(f"{task}: beats CE on balanced accuracy (paired t-interval above 0)? "
                          f"{verdicts}.")
         return Run({}, figures=[path.name],
-                   tables=[results_table(stats, tasks), gains_table(stats, tasks), POST_TABLE],
+                   tables=[results_table(stats, tasks), gains_table(stats, tasks),
+                           tau_table(stats, tasks), POST_TABLE],
                    notes=extra)
 
     def checks(self, stats: Stats) -> list[Check]:
         out = []
         for task in self._tasks_in(stats):
+            ce = f"{task}/ce/balanced_accuracy"
             for method, label in (("la_loss", "LA loss"), ("posthoc", "post-hoc adjustment")):
-                out.append(stats.above(f"{task}/gain/{method}", 0.0,
-                                       description=f"{task}: {label} > CE on balanced accuracy"))
+                out.append(stats.greater(f"{task}/{method}/balanced_accuracy", ce,
+                                         description=f"{task}: {label} > CE on balanced accuracy"))
+            out.append(stats.greater(
+                f"{task}/la_prior/prior_accuracy", f"{task}/la_loss/prior_accuracy",
+                description=f"{task}: LA-loss model, argmax f + log pi > argmax f on accuracy "
+                "at the training priors"))
         return out

@@ -21,11 +21,13 @@ Model: :class:`~kexue.experiments._shared.classification.NgramBagClassifier` (ch
 embeddings, K scores), trained from scratch with AdamW. Compared:
 
 * ``bce`` -- mean sigmoid BCE over the K labels, predict s > 0 (p > 0.5);
-* ``mce`` -- multilabel categorical CE, predict s > 0 (the post's rule);
-* ``bce_tuned`` -- the ``bce`` model with one global threshold chosen to maximise micro-F1
-  on the validation split (a cheap stand-in for the author's "finely tuned weights");
-* ``mce_tuned`` -- the same for the ``mce`` model: a diagnostic (is a gap to ``bce_tuned``
-  in the ranking of the scores or only in where the threshold 0 falls?), not in the verdict.
+* ``mce`` -- multilabel categorical CE, predict s > 0 (the post's rule, nothing tuned);
+* ``bce_weighted`` -- the post's "binary scheme with finely tuned weights": BCE with the
+  positive terms weighted by w (``pos_weight``), w in :data:`POS_WEIGHTS` chosen by
+  micro-F1 on the validation split (one model trained per w), predict s > 0;
+* ``bce_tuned`` / ``mce_tuned`` -- the ``bce`` / ``mce`` model with one global threshold
+  chosen to maximise micro-F1 on the validation split: diagnostics (is a gap in the
+  ranking of the scores or only in where the threshold 0 falls?), not in the verdict.
 
 Metrics: micro-F1 and macro-F1 (over the labels with at least one test positive), percent.
 """
@@ -42,11 +44,14 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from kexue.data import CharTokenizer
-from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
+from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats, fmt
 from kexue.evidence.registry import register
 
-METHODS = ("bce", "mce", "bce_tuned", "mce_tuned")
+METHODS = ("bce", "mce", "bce_weighted", "bce_tuned", "mce_tuned")
+POS_WEIGHTS = (3.0, 10.0, 30.0)  # ~70 negatives per positive: w from mild to near-balance
 NUM_LABELS = 100
+F1_NAMES = (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"))
+TOLERANCE = 1.0  # F1 points: what "matches" allows
 SPLITS = ("unlabeled", "train_few_all", "dev_few_all", "test_public")
 
 
@@ -131,8 +136,10 @@ def best_threshold(scores: Tensor, target: Tensor, grid: Tensor | None = None) -
     return float(grid[max(range(len(f1)), key=f1.__getitem__)])
 
 
-def bce_loss(scores: Tensor, target: Tensor) -> Tensor:
-    return F.binary_cross_entropy_with_logits(scores, target)
+def bce_loss(scores: Tensor, target: Tensor, pos_weight: float = 1.0) -> Tensor:
+    """Mean sigmoid BCE over the labels, the positive terms weighted by ``pos_weight``."""
+    weight = torch.full(scores.shape[-1:], pos_weight, dtype=scores.dtype)
+    return F.binary_cross_entropy_with_logits(scores, target, pos_weight=weight)
 
 
 # ----------------------------------------------------------------------------- experiment
@@ -151,19 +158,32 @@ class MultilabelCE(Experiment):
     name = "multilabel"
     techniques = ("T22",)
     datasets = ("fewclue-tnews",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 4, "full": 12}
+    minutes: ClassVar[dict[str, float]] = {"quick": 1.8, "full": 12}
     claim = Claim(
         post='将"Softmax+交叉熵"推广到多标签分类问题',
         date="2020-04-25",
         url="https://kexue.fm/archives/7359",
         statement="Multilabel categorical cross-entropy (every positive score above every "
-        "negative and above the threshold 0) needs no class weights or threshold tuning and "
-        "matches the sigmoid-per-label scheme with tuned weights.",
-        condition="TNEWS keyword tagging (100 labels): multilabel CE beats per-label sigmoid "
-        "BCE (both at their default threshold) on micro-F1 and on macro-F1, and its "
-        "micro-F1 is within 1 point of (or above) BCE with a validation-tuned threshold.",
-        reported="No numbers in the post: 'on several multilabel tasks it matches the binary "
-        "scheme with finely tuned weights'.",
+        "negative and above the threshold 0) has no positive/negative imbalance, so with no "
+        "weights or threshold tuning it beats per-label sigmoid BCE and matches the sigmoid "
+        "scheme with finely tuned weights.",
+        condition="TNEWS keyword tagging (100 labels, ~70 negatives per positive): multilabel "
+        "CE at threshold 0 beats sigmoid BCE at p = 0.5 on micro-F1 and on macro-F1 (paired "
+        "over seeds), and is not worse than BCE with a validation-tuned positive weight by "
+        "more than 1 F1 point, on micro-F1 and on macro-F1.",
+        reported="No numbers in the post: 'I tried it on several multilabel tasks; it matches "
+        "the binary-classification scheme with finely tuned weights' (笔者也实验过几个多标签"
+        "分类任务，均能媲美精调权重下的二分类方案).",
+        fidelity="substituted",
+        post_setting="The author's own multilabel tasks (not named, no model, data or "
+        "numbers given); Keras.",
+        our_setting="TNEWS titles -> their 100 most frequent keywords (4,435 / 489 / 1,159 "
+        "train / valid / test titles, 1.4 labels each); a from-scratch character + bigram "
+        "bag model, AdamW 1,500 steps of batch 32; BCE weights w in {3, 10, 30} tuned on "
+        "validation; 3 seeds.",
+        substitution="The post names no task; no public Chinese multilabel set is available "
+        "here, so a keyword-tagging task is built from TNEWS's keyword field, and a small "
+        "bag-of-n-grams model trained from scratch stands in for the author's models.",
     )
 
     def run(self, ctx: Context) -> Run:
@@ -182,23 +202,38 @@ class MultilabelCE(Experiment):
         tokenizer = CharTokenizer.fit(t for t, _ in parts["train"])
         data = {k: to_dataset(tokenizer, v, num_labels, 48) for k, v in parts.items()}
         steps = ctx.pick(1500, 4000, smoke=5)
-        losses = {"bce": bce_loss, "mce": multilabel_categorical_crossentropy}
-        metrics: dict[str, float] = {}
-        for method, fn in losses.items():
+
+        def train(fn) -> NgramBagClassifier:
             torch.manual_seed(ctx.seed)
             model = NgramBagClassifier(tokenizer.vocab_size, num_labels, hidden=128)
-            train_classifier(model, data["train"], steps=steps, batch_size=32, lr=1e-2,
-                             seed=ctx.seed, loss_fn=lambda mdl, b, fn=fn: fn(logits_of(mdl, b), b[2]))
-            scores = predict(model, data["test"])
-            for k, v in multilabel_f1(scores, data["test"].tensors[2]).items():
+            return train_classifier(model, data["train"], steps=steps, batch_size=32, lr=1e-2,
+                                    seed=ctx.seed,
+                                    loss_fn=lambda mdl, b: fn(logits_of(mdl, b), b[2]))
+
+        test_target, valid_target = data["test"].tensors[2], data["valid"].tensors[2]
+        metrics: dict[str, float] = {}
+
+        def record(method: str, scores: Tensor, threshold: float = 0.0) -> None:
+            for k, v in multilabel_f1(scores, test_target, threshold).items():
                 metrics[f"{method}/{k}"] = v
-            t = best_threshold(predict(model, data["valid"]), data["valid"].tensors[2])
-            for k, v in multilabel_f1(scores, data["test"].tensors[2], t).items():
-                metrics[f"{method}_tuned/{k}"] = v
+
+        for method, fn in (("bce", bce_loss), ("mce", multilabel_categorical_crossentropy)):
+            model = train(fn)
+            record(method, predict(model, data["test"]))
+            t = best_threshold(predict(model, data["valid"]), valid_target)
+            record(f"{method}_tuned", predict(model, data["test"]), t)
             metrics[f"{method}_tuned/threshold"] = t
+        weighted = {}  # validation micro-F1 -> (w, test scores)
+        for w in POS_WEIGHTS:
+            model = train(lambda z, y, w=w: bce_loss(z, y, pos_weight=w))
+            f1 = multilabel_f1(predict(model, data["valid"]), valid_target)["micro_f1"]
+            weighted[w] = (f1, predict(model, data["test"]))
+        best = max(POS_WEIGHTS, key=lambda w: (weighted[w][0], -w))
+        record("bce_weighted", weighted[best][1])
+        metrics["bce_weighted/pos_weight"] = best
         for k in ("micro_f1", "macro_f1"):
-            metrics[f"gain/{k}/mce-bce"] = metrics[f"mce/{k}"] - metrics[f"bce/{k}"]
-            metrics[f"gain/{k}/mce-bce_tuned"] = metrics[f"mce/{k}"] - metrics[f"bce_tuned/{k}"]
+            for other in ("bce", "bce_weighted"):
+                metrics[f"gain/{k}/mce-{other}"] = metrics[f"mce/{k}"] - metrics[f"{other}/{k}"]
         n_pos = data["train"].tensors[2].sum(1).mean().item()
         note = (f"{num_labels} keyword labels (most frequent: {', '.join(names[:8])}, ...); "
                 f"train / valid / test = {len(parts['train'])} / {len(parts['valid'])} / "
@@ -216,16 +251,20 @@ class MultilabelCE(Experiment):
                      title="TNEWS keyword tagging: sigmoid BCE vs multilabel CE")
         gains = ("| paired gain (points) | micro-F1 | macro-F1 |\n|---|---|---|\n"
                  + "\n".join(f"| {g} | {stats[f'gain/micro_f1/{g}']} | {stats[f'gain/macro_f1/{g}']} |"
-                             for g in ("mce-bce", "mce-bce_tuned")))
+                             for g in ("mce-bce", "mce-bce_weighted")))
         return Run({}, figures=[path.name], tables=[results_table(stats), gains],
                    notes=[(f"Validation-tuned thresholds on the scores (default 0): BCE "
                            f"{stats['bce_tuned/threshold']}, multilabel CE "
-                           f"{stats['mce_tuned/threshold']}.")])
+                           f"{stats['mce_tuned/threshold']}. BCE positive weight chosen on "
+                           f"validation from {POS_WEIGHTS}: "
+                           f"{', '.join(fmt(v) for v in stats['bce_weighted/pos_weight'].values)}"
+                           " (per seed).")])
 
     def checks(self, stats: Stats) -> list[Check]:
-        return [
-            stats.above("gain/micro_f1/mce-bce", 0.0, "multilabel CE > sigmoid BCE on micro-F1"),
-            stats.above("gain/macro_f1/mce-bce", 0.0, "multilabel CE > sigmoid BCE on macro-F1"),
-            stats.above("gain/micro_f1/mce-bce_tuned", -1.0,
-                        "multilabel CE micro-F1 >= tuned-threshold BCE - 1 point"),
-        ]
+        out = [stats.greater(f"mce/{k}", f"bce/{k}", description=f"multilabel CE > sigmoid BCE "
+                             f"(neither tuned) on {label}") for k, label in F1_NAMES]
+        out += [stats.not_worse(f"mce/{k}", f"bce_weighted/{k}", TOLERANCE,
+                                f"multilabel CE (untuned) matches BCE with a validation-tuned "
+                                f"positive weight on {label} (>= it - {TOLERANCE:g} point)")
+                for k, label in F1_NAMES]
+        return out

@@ -1,39 +1,38 @@
-"""T21 multi-task loss weighting: two tasks of very different loss scale on one encoder.
+"""T21 multi-task loss weighting: sentiment classification + STS regression on one encoder.
 
 Post: 多任务学习漫谈（一）：以损失之名 (2022-01-18, https://kexue.fm/archives/8870).
-The plain sum sum_i L_i lets a task whose loss is naturally 1000x larger dictate the
-shared parameters' gradient; normalising each loss by its initial value, by the loss of
-the prior model, by its own detached value ("real-time", L / sg(L), the author's
-recommended baseline), or taking sum_i log L_i or the geometric mean makes the update
-invariant to each task's scale. The post reports no experiment.
+The plain sum sum_i L_i of losses with different units and magnitudes is "meaningless"; the
+post derives scale-invariant weightings -- by the initial loss, by the loss of the prior
+model, by the loss itself ("real-time", L / sg(L), whose gradient is that of sum_i log L_i
+and of the geometric mean) -- and says of the real-time rule that "many informal
+experiments show it is a quite good baseline in most cases". It reports no experiment.
 
-Setting (ours). One shared encoder -- the character + hashed-bigram bag of
-:class:`~kexue.experiments._shared.classification.NgramBagClassifier` followed by a shared tanh layer --
-and two heads:
+What is tested. That claim, in a setting where it can lose: the tasks keep their natural
+units (no loss inflated by hand, which makes the plain sum fail by construction), so equal
+weights are a sensible competitor, while the real-time rule's weights 1/L_i shift the
+shared encoder towards whichever task currently has the smaller loss.
 
-* ``sentiment``: binary Chinese sentiment (bert4keras set), cross-entropy (loss ~0.7 at
-  start); metric: test accuracy (%);
-* ``sts``: Chinese STS-B (sentence pairs), regression of the gold score in units of
-  1/1000 (target = 1000 x score) from [u, v, |u - v|, u * v] with the mean squared error
-  (loss ~10^7 at start). The head's linear output is read in score units and multiplied by
-  1000, so the task itself is exactly as easy as the plain regression -- only its loss is
-  10^6 times larger (with a raw linear output, AdamW at lr 1e-2 cannot even reach the
-  target's magnitude in a few hundred steps, and every strategy fails the task alike).
-  Metric: test Spearman x 100.
+* ``sentiment``: binary Chinese sentiment (bert4keras set), cross-entropy (~0.69 at start,
+  ~0.3 once learnt); metric: test accuracy (%);
+* ``sts``: Chinese STS-B, regression of the gold score (0..5) from [u, v, |u - v|, u * v]
+  with the mean squared error (~8 at start, prior loss = label variance ~2); metric: test
+  Spearman x 100.
 
-Each step sees one batch of each task. Strategies: every one of ``MultiTaskLoss`` --
-``fixed`` (plain sum, weights 1), ``initial``, ``prior`` (label entropy for CE, label
-variance for MSE), ``realtime``, ``log``, ``gmean`` (gamma = 0, geometric mean),
-``uncertainty`` (Kendall et al., learned log-variances, trained with the model) -- plus
-each task trained alone (``single``) as the reference. The "worse task" is the one the
-plain sum hurts most relative to its single-task model (in metric points); the checks ask
-that each scale-invariant strategy beats the plain sum on it. ``uncertainty`` is only
-scale-invariant at the optimum of its learned variances (log 10^7 ~ 16 away from their
-start), so it is reported but not part of the verdict.
+One shared encoder -- the character + hashed-bigram bag of
+:class:`~kexue.experiments._shared.classification.NgramBagClassifier` followed by a shared
+tanh layer -- and a head per task; each step sees one batch of each task. Strategies of
+:class:`~kexue.losses.MultiTaskLoss`: ``fixed`` (the plain sum, equal weights), ``initial``
+(normaliser: the first batch's losses), ``prior`` (label entropy for CE, label variance for
+MSE), ``realtime`` (L / sg(L); ``log`` and ``gmean`` with gamma = 0 give the same gradient
+direction, a unit test checks it, so they are not trained again) and ``uncertainty``
+(Kendall et al., learned log-variances; not in the post, the usual learned alternative).
+
+Verdict: the real-time rule is "a good baseline" when it is not worse than the plain sum by
+more than :data:`TOLERANCE` points on either task (paired over seeds). The other rules are
+reported beside it.
 
 Training: AdamW, lr 1e-2 with warm-up and linear decay, gradient clipping at norm 1 (the
-:func:`kexue.train.fit` defaults); clipping is one more way a huge loss starves the
-small one, since it rescales every gradient by the norm the large task sets.
+:func:`kexue.train.fit` defaults).
 """
 
 from __future__ import annotations
@@ -51,11 +50,10 @@ from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
 from kexue.losses import MultiTaskLoss
 
-STRATEGIES = ("fixed", "initial", "prior", "realtime", "log", "gmean", "uncertainty")
-SCALE_INVARIANT = ("initial", "prior", "realtime", "log", "gmean")
+STRATEGIES = ("fixed", "initial", "prior", "realtime", "uncertainty")
 TASKS = ("sentiment", "sts")
-STS_SCALE = 1000.0
 METRIC = {"sentiment": "accuracy", "sts": "spearman"}
+TOLERANCE = 2.0  # points of accuracy / Spearman x 100 that "not worse" allows
 
 
 # ----------------------------------------------------------------------------- data
@@ -86,7 +84,7 @@ def encode_sentiment(tok: CharTokenizer, rows: list[tuple[str, int]], max_length
 def encode_sts(tok: CharTokenizer, rows: list[tuple[str, str, float]], max_length: int):
     a = tok.batch_encode([r[0] for r in rows], max_length=max_length)
     b = tok.batch_encode([r[1] for r in rows], max_length=max_length)
-    score = torch.tensor([STS_SCALE * r[2] for r in rows], dtype=torch.float32)
+    score = torch.tensor([r[2] for r in rows], dtype=torch.float32)
     return a["input_ids"], a["attention_mask"], b["input_ids"], b["attention_mask"], score
 
 
@@ -122,7 +120,7 @@ class SharedEncoderTwoHeads(nn.Module):
     def sts_score(self, ids_a: Tensor, mask_a: Tensor, ids_b: Tensor, mask_b: Tensor) -> Tensor:
         u, v = self.encode(ids_a, mask_a), self.encode(ids_b, mask_b)
         features = torch.cat([u, v, (u - v).abs(), u * v], -1)  # (batch, 4 hidden)
-        return STS_SCALE * self.sts_head(features).squeeze(-1)  # (batch,) in target units
+        return self.sts_head(features).squeeze(-1)  # (batch,)
 
     def task_losses(self, batch: tuple[Tensor, ...]) -> Tensor:
         ids, mask, label, ids_a, mask_a, ids_b, mask_b, score = batch
@@ -143,7 +141,7 @@ def make_mtl(strategy: str, prior_losses: tuple[float, float]) -> MultiTaskLoss:
     if strategy == "prior":
         return MultiTaskLoss("prior", 2, prior_losses=prior_losses)
     if strategy == "gmean":
-        return MultiTaskLoss("gmean", 2, gamma=0.0)
+        return MultiTaskLoss("gmean", 2, gamma=0.0)  # the geometric mean
     return MultiTaskLoss(strategy, 2)
 
 
@@ -182,17 +180,11 @@ def evaluate(model: SharedEncoderTwoHeads, sentiment: tuple[Tensor, ...],
 
 
 # ----------------------------------------------------------------------------- experiment
-def worse_task(stats: Stats) -> str:
-    """The task the plain sum hurts most relative to training it alone (metric points)."""
-    drop = {t: stats[f"single/{t}"].mean - stats[f"fixed/{t}"].mean for t in TASKS}
-    return max(TASKS, key=lambda t: (drop[t], t))
-
-
 def results_table(stats: Stats) -> str:
     lines = ["| strategy | sentiment accuracy | STS Spearman x100 | scale-invariant |",
              "|---|---|---|---|"]
-    for s in ("single", *STRATEGIES):
-        inv = {"single": "(each task alone)", "fixed": "no", "uncertainty": "at the optimum"}
+    for s in STRATEGIES:
+        inv = {"fixed": "no", "uncertainty": "at the optimum"}
         lines.append(f"| {s} | {stats[f'{s}/sentiment']} | {stats[f'{s}/sts']} | "
                      f"{inv.get(s, 'yes')} |")
     return "\n".join(lines)
@@ -203,19 +195,32 @@ class MultiTaskWeighting(Experiment):
     name = "multitask"
     techniques = ("T21",)
     datasets = ("sentiment", "stsb-zh")
-    minutes: ClassVar[dict[str, float]] = {"quick": 8, "full": 25}
+    minutes: ClassVar[dict[str, float]] = {"quick": 1.4, "full": 12}
+    seeds = 5  # 3 left the STS comparison within noise
     claim = Claim(
         post="多任务学习漫谈（一）：以损失之名",
         date="2022-01-18",
         url="https://kexue.fm/archives/8870",
-        statement="Scale-invariant weightings of task losses (initial-loss or prior-loss "
-        "normalisation, real-time L/sg(L), sum of logs, geometric mean) keep a task with a "
-        "naturally large loss from drowning the others, unlike the plain sum.",
-        condition="Sentiment CE (~0.7) + STS-B-zh regression of 1000 x score (MSE ~10^7) on "
-        "one shared encoder: on the task the plain sum hurts most (vs training it alone), "
-        "each of initial, prior, realtime, log and gmean(gamma=0) beats the plain sum.",
-        reported="No experiment in the post; the author: real-time normalisation is 'a very "
-        "good baseline in most cases' in his informal experiments.",
+        statement="Real-time loss normalisation, L = sum_i L_i / sg(L_i) (the gradient of "
+        "sum_i log L_i), is 'a quite good baseline in most cases' for weighting the losses "
+        "of several tasks.",
+        condition="Sentiment classification (CE) + STS-B-zh regression (MSE on the 0..5 "
+        f"score) on one shared encoder, both in their natural units: real-time weighting is "
+        f"not worse than the plain sum (equal weights) by more than {TOLERANCE:g} points on "
+        "either task (sentiment accuracy, STS Spearman x 100; paired over seeds, both must "
+        "hold). initial, prior and uncertainty weighting are reported, not judged.",
+        reported="No experiment in the post; the author: real-time normalisation 'in many "
+        "informal experiments is a quite good baseline in most cases' (很多“民间实验”表明，"
+        "式(5)确实在多数情况下都可以作为一个相当不错的baseline).",
+        fidelity="substituted",
+        post_setting="None stated: the author's informal multi-task experiments (tasks, "
+        "model and numbers not given).",
+        our_setting="Binary sentiment (4,000 train reviews / 2,111 test) + STS-B-zh (5,231 "
+        "train / 1,361 test pairs) on a from-scratch character + bigram bag encoder with a "
+        "shared tanh layer, AdamW lr 1e-2, 400 steps of one batch of 32 per task; 5 seeds.",
+        substitution="The post names no setting; a classification + regression pair (the "
+        "mix the post uses to motivate normalising) on Chinese data with a small encoder "
+        "trained from scratch fits the time budget.",
     )
 
     def run(self, ctx: Context) -> Run:
@@ -224,7 +229,7 @@ class MultiTaskWeighting(Experiment):
 
         rng = random.Random(0)  # fixed data subsets; seeds vary the model and batches
         sent_train = load_sentiment("train")
-        sent_train = rng.sample(sent_train, min(len(sent_train), ctx.pick(8000, 16883, smoke=300)))
+        sent_train = rng.sample(sent_train, min(len(sent_train), ctx.pick(4000, 16883, smoke=300)))
         sent_test = load_sentiment("test")
         sts_train, sts_test = load_stsb("train", lang="zh"), load_stsb("test", lang="zh")
         if ctx.scale == "smoke":
@@ -233,54 +238,50 @@ class MultiTaskWeighting(Experiment):
         train = TwoTaskData(encode_sentiment(tok, sent_train, 128), encode_sts(tok, sts_train, 32))
         test_sent, test_sts = encode_sentiment(tok, sent_test, 128), encode_sts(tok, sts_test, 32)
         priors = prior_losses(train.sentiment[2], train.sts[4])
-        steps = ctx.pick(800, 2500, smoke=4)
+        steps = ctx.pick(400, 2000, smoke=4)
+        first = tuple(torch.stack(x) for x in zip(*(train[i] for i in range(256))))
 
         metrics: dict[str, float] = {}
-        for strategy in ("single-sentiment", "single-sts", *STRATEGIES):
+        for strategy in STRATEGIES:
             torch.manual_seed(ctx.seed)
             model = SharedEncoderTwoHeads(tok.vocab_size, make_mtl(strategy, priors))
             config = TrainConfig(steps=steps, batch_size=32, lr=1e-2, seed=ctx.seed, warmup=0.1,
                                  progress=False, log_every=steps)
             fit(model, multitask_loss, train, config)
             result = evaluate(model, test_sent, test_sts)
-            if strategy.startswith("single-"):
-                task = strategy.removeprefix("single-")
-                metrics[f"single/{task}"] = result[METRIC[task]]
-            else:
-                for task in TASKS:
-                    metrics[f"{strategy}/{task}"] = result[METRIC[task]]
+            for task in TASKS:
+                metrics[f"{strategy}/{task}"] = result[METRIC[task]]
             if strategy == "uncertainty":
                 for task, s in zip(TASKS, model.mtl.log_vars.tolist()):
                     metrics[f"uncertainty/log_var/{task}"] = s
-        for task in TASKS:
-            for s in STRATEGIES[1:]:
-                metrics[f"gain/{task}/{s}"] = metrics[f"{s}/{task}"] - metrics[f"fixed/{task}"]
+            with torch.no_grad():
+                model.eval()
+                for task, loss in zip(TASKS, model.task_losses(first).tolist()):
+                    metrics[f"{strategy}/train_loss/{task}"] = loss
         note = (f"sentiment: {len(sent_train)} train / {len(sent_test)} test texts; STS-B-zh: "
-                f"{len(sts_train)} train / {len(sts_test)} test pairs, target = score x "
-                f"{STS_SCALE:g}; prior losses (CE, MSE) = ({priors[0]:.3f}, {priors[1]:.3g}); "
-                f"{steps} steps, one batch of 32 per task each.")
+                f"{len(sts_train)} train / {len(sts_test)} test pairs (score 0..5); prior "
+                f"losses (CE, MSE) = ({priors[0]:.3f}, {priors[1]:.3f}); {steps} steps, one "
+                "batch of 32 per task each.")
         return Run(metrics, notes=[note])
 
     def summarize(self, stats: Stats, runs: list[Run], ctx: Context) -> Run:
         from kexue.evidence.plots import grouped_bars
 
-        names = ("single", *STRATEGIES)
-        groups = {s: {t: stats[f"{s}/{t}"].mean for t in TASKS} for s in names}
-        errors = {s: {t: stats[f"{s}/{t}"].std for t in TASKS} for s in names}
+        groups = {s: {t: stats[f"{s}/{t}"].mean for t in TASKS} for s in STRATEGIES}
+        errors = {s: {t: stats[f"{s}/{t}"].std for t in TASKS} for s in STRATEGIES}
         path = ctx.figure("multitask.png")
         grouped_bars(groups, path, ylabel="accuracy % / Spearman x100", errors=errors,
-                     title="Sentiment (CE) + STS-B-zh (MSE on score x1000), shared encoder")
-        worse = worse_task(stats)
-        drops = ", ".join(f"{t}: {stats[f'single/{t}'].mean - stats[f'fixed/{t}'].mean:+.2f}"
-                          for t in TASKS)
+                     title="Sentiment (CE) + STS-B-zh (MSE), shared encoder, natural units")
+        losses = ", ".join(f"{t} {stats[f'fixed/train_loss/{t}']}" for t in TASKS)
         lv = ", ".join(f"{t} {stats[f'uncertainty/log_var/{t}']}" for t in TASKS)
-        notes = [f"Plain sum vs each task alone (points lost): {drops}; worse task: {worse}.",
+        notes = [(f"Training losses at the end (plain sum, first 256 training items): {losses}; "
+                  "the real-time rule weights each task's gradient by 1 / its loss."),
                  (f"uncertainty: learned log-variances s_i at the end (start 0; the optimum is "
-                 f"log L_i): {lv}.")]
+                  f"log L_i): {lv}.")]
         return Run({}, figures=[path.name], tables=[results_table(stats)], notes=notes)
 
     def checks(self, stats: Stats) -> list[Check]:
-        worse = worse_task(stats)
-        return [stats.above(f"gain/{worse}/{s}", 0.0,
-                            f"{s} > plain sum on the worse task ({worse}, {METRIC[worse]})")
-                for s in SCALE_INVARIANT]
+        return [stats.not_worse(f"realtime/{t}", f"fixed/{t}", TOLERANCE,
+                                f"real-time L/sg(L) >= plain sum - {TOLERANCE:g} on {t} "
+                                f"({METRIC[t]})")
+                for t in TASKS]
