@@ -26,6 +26,10 @@ from kexue.nn.onlstm import (  # noqa: F401  (T8: ON-LSTM)
     cumax,
     distance_to_tree,
 )
+from kexue.nn.packing import (  # noqa: F401  (unpadded execution)
+    Packing,
+    real_tokens,
+)
 from kexue.nn.position import (  # noqa: F401  (absolute positions)
     LearnedPositionEmbedding,
     SinusoidalPositionEmbedding,
