@@ -2,7 +2,8 @@
 
 Measured in one run, on 2 threads, with identical weights:
 
-- training step (forward + backward + AdamW, dropout on) and inference (eval,
+- training step (forward + backward + fused AdamW as ``kexue.train.fit`` runs it, the
+  same optimiser for every contender, dropout on) and inference (eval,
   ``torch.inference_mode``) at the MiniLM config (batch 16 x seq 128) and the
   BERT-base config (batch 8 x seq 512), kexue vs transformers with
   ``attn_implementation="eager"`` and ``"sdpa"``; the implementations take turns
@@ -130,7 +131,7 @@ def make_step(model, mode: str, ids: torch.Tensor | list, mask: torch.Tensor | N
 
         return infer
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # as kexue.train.fit
 
     def train():
         for x, m in batches:
@@ -227,6 +228,19 @@ def bench_recompute(name: str, batch: int, seq: int, warmup: int, repeats: int) 
         "saved_ratio": saved_ratio, "time_ratio": time_ratio,
         "claim_saved_le_1_3": saved_ratio <= 1 / 3, "claim_time_le_1_35": time_ratio <= 1.35,
     }  # fmt: skip
+
+
+def adamw_step_ms(repeats: int = 5) -> dict[str, float]:
+    """Milliseconds of one AdamW step over MiniLM's 22.7M parameters, PyTorch's default
+    (foreach) and fused: a cost every train step pays whatever the batch."""
+    model = build("kexue", {}, str(minilm_path()))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    steps = {}
+    for fused in (False, True):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused)
+        steps["fused" if fused else "foreach"] = opt.step
+    return time_round_robin(steps, 1, repeats)
 
 
 def _real_token_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
@@ -392,6 +406,7 @@ def main(out_path: str | os.PathLike | None = None, quick: bool = False,
     if not real_data and {"real", "encode", "compile"} & set(sections):
         print("[encoder] STS-B / SST-2 not available (set KEXUE_DATA): real-text sections skipped")
     if real_data and "real" in sections:
+        results["adamw_step_ms"] = adamw_step_ms()
         results["real"] = {}
         for data in ("stsb", "sst2"):
             print(f"[encoder] real text: {data}", flush=True)
