@@ -63,7 +63,7 @@ SHAPES = {"minilm": (16, 128), "base": (8, 512)}  # (batch, seq)
 QUICK_SHAPES = {"minilm": (8, 64), "base": (2, 128)}
 IMPLS = ("kexue", "hf-sdpa", "hf-eager")
 REAL_IMPLS = ("kexue", "kexue-padded", "hf-sdpa", "hf-eager")
-SECTIONS = ("fixed-minilm", "fixed-base", "recompute", "real", "encode", "compile")
+SECTIONS = ("fixed-minilm", "fixed-base", "recompute", "layout", "real", "encode", "compile")
 DEFAULT_OUT = Path(__file__).parent / "results" / "encoder.json"
 
 
@@ -331,6 +331,48 @@ def bench_encode(batch_size: int, warmup: int, repeats: int, limit: int | None) 
     }  # fmt: skip
 
 
+def bench_layout(warmup: int, repeats: int) -> dict[str, Any]:
+    """How to run attention over packed tokens (MiniLM's 12 heads of 32, an SST-2 batch
+    of 32, forward + backward from the packed q/k/v): zero-padded inside attention with a
+    key mask (kexue's choice), one SDPA call per sequence, or nested jagged tensors."""
+    import torch.nn.functional as F
+
+    _, mask = real_batches("sst2", 1)[0]
+    keep = mask.bool()
+    b, t = keep.shape
+    lengths = keep.sum(1)
+    n, h, d = int(lengths.sum()), 12, 32
+    idx = keep.flatten().nonzero().squeeze(1)
+    offsets = F.pad(lengths.cumsum(0), (1, 0))
+    qkv = torch.randn(n, 3 * h * d, requires_grad=True)
+
+    def padded():
+        full = qkv.new_zeros(b * t, 3 * h * d).index_copy(0, idx, qkv).view(b, t, 3, h, d)
+        q, k, v = full.permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        y.transpose(1, 2).reshape(b * t, h * d)[idx].sum().backward()
+
+    def per_sequence():
+        q, k, v = qkv.view(n, 3, h, d).permute(1, 2, 0, 3).unbind(0)  # (h, n, d) each
+        ys = [F.scaled_dot_product_attention(q[:, s:e], k[:, s:e], v[:, s:e])
+              for s, e in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+        torch.cat(ys, dim=1).sum().backward()
+
+    def nested():
+        q, k, v = (torch.nested.nested_tensor_from_jagged(x, offsets).transpose(1, 2)
+                   for x in qkv.view(n, 3, h, d).unbind(1))
+        F.scaled_dot_product_attention(q, k, v).values().sum().backward()
+
+    steps, failed = {"padded": padded, "per_sequence": per_sequence}, {}
+    try:
+        nested()
+        steps["nested_jagged"] = nested
+    except RuntimeError as e:  # torch 2.13 on CPU: "No viable backend for scaled_dot_product_attention"
+        failed["nested_jagged"] = str(e).splitlines()[0]
+    return {"real_tokens": n, "padded_tokens": b * t, "ms": time_round_robin(steps, warmup, repeats),
+            "failed": failed}
+
+
 def bench_compile(data: str, n_batches: int, warmup: int, repeats: int) -> dict[str, Any]:
     """kexue eager vs ``torch.compile(model, dynamic=True)`` on real-text batches: the
     first call's seconds (compilation included) and the steady-state step times."""
@@ -405,6 +447,9 @@ def main(out_path: str | os.PathLike | None = None, quick: bool = False,
     real_data = available("stsb-en") and available("sst2")
     if not real_data and {"real", "encode", "compile"} & set(sections):
         print("[encoder] STS-B / SST-2 not available (set KEXUE_DATA): real-text sections skipped")
+    if real_data and "layout" in sections:
+        print("[encoder] attention layout for packed tokens", flush=True)
+        results["layout"] = bench_layout(warmup, repeats)
     if real_data and "real" in sections:
         results["adamw_step_ms"] = adamw_step_ms()
         results["real"] = {}

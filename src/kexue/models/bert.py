@@ -11,7 +11,7 @@ Padded batches run unpadded (``unpad=True``, the default): when the attention ma
 marks padding, every token-wise layer sees only the real tokens (:class:`~kexue.nn.Packing`)
 and attention alone runs in the padded layout; the outputs are scattered back, with
 zeros at the padding positions. The real tokens' outputs and all gradients equal the
-padded computation's (``tests/models/test_unpadded.py``).
+padded computation's (``tests/models/test_bert.py``, ``test_gpt2.py``).
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ and moves tensors between the two layouts::
     x = packing.unpack(h)                 # (n, hidden) -> (batch, seq, hidden), 0 at padding
 
 :class:`~kexue.nn.MultiHeadAttention` given ``packing=`` takes and returns packed rows
-and runs attention itself in the padded layout (the projections stay packed): on CPU
-that measured faster than nested (jagged) tensors, which have no CPU SDPA kernel, and
-than a loop over sequences (``benchmarks/encoder.py``). Everything attention accepts
-(any boolean mask, causality, RoPE, biases, a KV cache) therefore works unchanged, and
-the real tokens' outputs equal the padded computation's.
+and runs attention itself in the padded layout (the projections stay packed). On CPU
+(torch 2.13) nested jagged tensors have no SDPA kernel, and one SDPA call per sequence
+measured about as fast as padded attention (``benchmarks/encoder.py``, section
+``layout``) while supporting less; with attention padded, everything it accepts (any
+boolean mask, causality, RoPE, biases, a KV cache) works unchanged, and the real
+tokens' outputs equal the padded computation's.
 """
 
 from __future__ import annotations
