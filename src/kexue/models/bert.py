@@ -220,12 +220,11 @@ class Bert(nn.Module):
             raise ValueError(f"mlm_positions must be (batch, seq) = {(b, t)}, got {tuple(mlm_positions.shape)}")
         mask = _attention_mask(attention_mask, b, t, past + t)
         packing = real_tokens(mask, b, t) if self.unpad else None
-        tokens = (input_ids, token_type_ids, position_ids.expand(b, t))
-        if packing is not None:  # (1, n): the real tokens as one row
-            tokens = tuple(packing.pack(ids)[None] for ids in tokens)
 
-        x = self.embeddings(*tokens)  # (batch, seq, hidden), or (1, n, hidden)
-        x = x if packing is None else x[0]
+        # The embeddings run padded (a lookup and a LayerNorm): hooks on them (integrated
+        # gradients, perturbations) see (batch, seq, hidden) either way.
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (batch, seq, hidden)
+        x = x if packing is None else packing.pack(x)  # (n, hidden)
         rotary = None if self.rope is None else self.rope(position_ids, dtype=x.dtype)
         x, presents, hidden = self.encoder(
             x, mask, is_causal=is_causal, rotary=rotary, attn_bias=attn_bias,

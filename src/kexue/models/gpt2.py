@@ -159,17 +159,15 @@ class GPT2(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, past + t, device=input_ids.device)[None]  # (1, seq)
         packing = real_tokens(mask, b, t) if self.unpad else None
-        ids, positions = input_ids, position_ids.expand(b, t)
-        if packing is not None:  # the real tokens only, (n,)
-            ids, positions = packing.pack(ids), packing.pack(positions)
-        x = self.wte(ids)  # (batch, seq, hidden), or (n, hidden)
+        x = self.wte(input_ids)  # (batch, seq, hidden): padded, so hooks see the usual shape
         rotary = None
         if self.rope is None:
-            x = x + self.wpe(positions)
+            x = x + self.wpe(position_ids)
         else:
             rotary = (rope or self.rope)(position_ids, x.dtype)
+        x = self.drop(x if packing is None else packing.pack(x))  # (n, hidden) when packed
         x, presents, _ = self.blocks(
-            self.drop(x), mask, is_causal=is_causal, rotary=rotary,
+            x, mask, is_causal=is_causal, rotary=rotary,
             past_key_values=past_key_values, use_cache=use_cache, packing=packing,
         )  # fmt: skip
         logits = F.linear(self.ln_f(x), self.wte.weight)  # tied head, (batch, seq, vocab)
