@@ -393,8 +393,9 @@ def bench_compile(data: str, n_batches: int, warmup: int, repeats: int) -> dict[
         result[mode] = {
             "first_call_s": first, "ms_per_batch": {k: v / n_batches for k, v in ms.items()},
             "compiled_speedup": ms["eager"] / ms["compiled"],
-            "warmup_over_saving_batches": first / max(1e-9, (ms["eager"] - ms["compiled"]) / 1000
-                                                       / n_batches),
+            # batches after which compiling pays off (None: it never does)
+            "break_even_batches": first / saving if (saving := (ms["eager"] - ms["compiled"])
+                                                     / 1000 / n_batches) > 0 else None,
         }  # fmt: skip
     return result
 
