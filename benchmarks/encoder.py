@@ -390,12 +390,11 @@ def bench_compile(data: str, n_batches: int, warmup: int, repeats: int) -> dict[
         first = time.perf_counter() - t0
         steps = {"eager": make_step(eager, mode, batches), "compiled": compiled_step}
         ms = time_round_robin(steps, warmup, repeats)
+        saving = (ms["eager"] - ms["compiled"]) / 1000 / n_batches  # seconds per batch
         result[mode] = {
             "first_call_s": first, "ms_per_batch": {k: v / n_batches for k, v in ms.items()},
             "compiled_speedup": ms["eager"] / ms["compiled"],
-            # batches after which compiling pays off (None: it never does)
-            "break_even_batches": first / saving if (saving := (ms["eager"] - ms["compiled"])
-                                                     / 1000 / n_batches) > 0 else None,
+            "break_even_batches": first / saving if saving > 0 else None,  # None: never
         }  # fmt: skip
     return result
 
