@@ -17,6 +17,7 @@ from kexue.train.loop import (  # the training loop
     TrainConfig,
     TrainResult,
     fit,
+    length_grouped_batches,
     seed_everything,
 )
 from kexue.train.penalties import (  # T3, T30: parameter-gradient penalty
@@ -54,6 +55,7 @@ __all__ = [
     "default_backward",
     "fit",
     "gradient_penalty",
+    "length_grouped_batches",
     "no_sync",
     "normalize_perturbation",
     "parameter_gradient_penalty",
