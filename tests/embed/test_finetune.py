@@ -115,6 +115,22 @@ def test_fit_takes_a_dataloader_input_examples_and_a_step(tokenizer):
     assert result.last_eval == {"score": 0.5}
 
 
+def test_fit_length_window_batches_pairs_of_similar_length(tokenizer):
+    from kexue.train import plain_step
+
+    encoder = tiny_encoder(tokenizer)
+    seen = []
+
+    def recording_step(model, batch, loss_fn):
+        seen.append(sorted((int(x) for x in (batch[0]["attention_mask"].sum(1)
+                                            + batch[1]["attention_mask"].sum(1))), reverse=True))
+        return plain_step(model, batch, loss_fn)
+
+    encoder.fit(PAIRS, epochs=1, batch_size=2, length_window=4, step=recording_step)
+    ranked = sorted(seen, reverse=True)  # one window = the epoch: batches are sorted runs
+    assert [n for b in ranked for n in b] == sorted((n for b in seen for n in b), reverse=True)
+
+
 def test_fit_bad_input(tokenizer):
     encoder = tiny_encoder(tokenizer)
     with pytest.raises(ValueError, match="loss in"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import transformers
 
-from kexue.models import Bert, BertConfig, unilm_loss
+from kexue.models import Bert, BertConfig, unilm_loss, unilm_targets
 from kexue.nn import unilm_mask
 
 transformers.logging.set_verbosity_error()
@@ -40,9 +40,11 @@ def test_minilm_hidden_states_equal_transformers(minilm_path):
             with torch.no_grad():
                 a = ours(ids, am, tt, output_hidden_states=True)
             assert len(a.hidden_states) == len(b.hidden_states) == 7
+            real = am.bool()  # padding positions are zero in kexue (unpadded execution)
             for x, y in zip(a.hidden_states, b.hidden_states):
-                torch.testing.assert_close(x, y, rtol=0, atol=1e-4)
-            torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, rtol=0, atol=1e-4)
+                torch.testing.assert_close(x[real], y[real], rtol=0, atol=1e-4)
+            torch.testing.assert_close(a.last_hidden_state[real], b.last_hidden_state[real],
+                                       rtol=0, atol=1e-4)
             torch.testing.assert_close(a.pooler_output, b.pooler_output, rtol=0, atol=1e-4)
     assert ours.config.hidden_size == 384
 
@@ -78,8 +80,9 @@ def test_random_post_ln_config_equals_transformers(tmp_path, kw):
     with torch.no_grad():
         a = ours(ids, am, tt, output_hidden_states=True)
         b = ref(ids, attention_mask=am, token_type_ids=tt, output_hidden_states=True)
+    real = am.bool()
     for x, y in zip(a.hidden_states, b.hidden_states):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
+        torch.testing.assert_close(x[real], y[real], rtol=0, atol=1e-5)
     torch.testing.assert_close(a.pooler_output, b.pooler_output, rtol=0, atol=1e-5)
 
 
@@ -88,16 +91,18 @@ def test_mlm_logits_equal_transformers_and_round_trip(tmp_path):
     ours = Bert.from_pretrained(tmp_path / "hf").eval()
     assert ours.mlm is not None and ours.pooler is None
     ids, am, tt = _batch(97)
+    real = am.bool()
     with torch.no_grad():
         a = ours(ids, am, tt).logits
+        assert a[~real].abs().max() == 0  # unpadded: no logits at the padding
         torch.testing.assert_close(
-            a, ref(ids, attention_mask=am, token_type_ids=tt).logits, rtol=0, atol=1e-5
+            a[real], ref(ids, attention_mask=am, token_type_ids=tt).logits[real], rtol=0, atol=1e-5
         )
     ours.save_pretrained(tmp_path / "kx")
     back = transformers.BertForMaskedLM.from_pretrained(tmp_path / "kx").eval()
     with torch.no_grad():
         torch.testing.assert_close(
-            back(ids, attention_mask=am, token_type_ids=tt).logits, a, rtol=0, atol=1e-5
+            back(ids, attention_mask=am, token_type_ids=tt).logits[real], a[real], rtol=0, atol=1e-5
         )
 
 
@@ -111,7 +116,8 @@ def test_save_pretrained_loads_in_transformers(tmp_path):
     ids, am, tt = _batch(50, t=7)
     with torch.no_grad():
         a, b = ours(ids, am, tt), ref(ids, attention_mask=am, token_type_ids=tt)
-    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, rtol=0, atol=1e-5)
+    real = am.bool()
+    torch.testing.assert_close(a.last_hidden_state[real], b.last_hidden_state[real], rtol=0, atol=1e-5)
     torch.testing.assert_close(a.pooler_output, b.pooler_output, rtol=0, atol=1e-5)
     again = Bert.from_pretrained(tmp_path).eval()
     for (n1, p1), (n2, p2) in zip(ours.state_dict().items(), again.state_dict().items()):
@@ -322,3 +328,100 @@ def test_task_checkpoint_keeps_its_head(tmp_path, task):
     assert ours.get_input_embeddings() is ours.embeddings.word
     assert Bert(config=BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
                                   num_attention_heads=2)).task_head == {}
+
+
+# ---------------------------------------------------------------- unpadded execution
+
+
+def _ragged(vocab, lengths, t, seed=0):
+    """Right-padded ids and 0/1 mask for rows of the given lengths (0 = all padding)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (len(lengths), t), generator=g)
+    am = (torch.arange(t)[None] < torch.tensor(lengths)[:, None]).long()
+    return ids, am
+
+
+def _unpadded_and_padded(model, *args, loss_of, **kwargs):
+    """(outputs, gradients) of ``model(*args, **kwargs)`` with unpadding on and off."""
+    results = []
+    for unpad in (True, False):
+        model.unpad = unpad
+        model.zero_grad(set_to_none=True)
+        out = model(*args, **kwargs)
+        loss_of(out).backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters()
+                              if p.grad is not None}))
+    model.unpad = True
+    return results
+
+
+def _assert_grads_equal(a, b, atol=1e-5):
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=atol, msg=name)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("options", [
+    {}, {"use_sdpa": False}, {"scale": "entropy", "key_size": 12},
+    {"position_embedding_type": "rope"}, {"position_embedding_type": "sinusoidal"},
+])  # fmt: skip
+def test_unpadded_equals_padded_outputs_and_gradients(options):
+    """All-padding rows and a length-1 row included; gradients of a loss on the real tokens."""
+    torch.manual_seed(0)
+    attention = {k: v for k, v in options.items() if k != "position_embedding_type"}
+    positions = {k: v for k, v in options.items() if k == "position_embedding_type"}
+    model = _small(attention=attention, mlm=True, pooler=True, **positions).double().train()
+    ids, am = _ragged(40, [9, 0, 1, 5, 0], t=9)
+    real = am.bool()
+    weight = torch.randn(9, 32, dtype=torch.float64)
+
+    def loss_of(out):
+        hidden = sum(h[real] for h in out.hidden_states)
+        return (out.last_hidden_state[real] * weight[real.nonzero()[:, 1]]).sum() + hidden.sum() \
+            + out.logits[real].logsumexp(-1).sum() + out.pooler_output[am[:, 0].bool()].sum()
+
+    (a, ga), (b, gb) = _unpadded_and_padded(model, ids, am, output_hidden_states=True,
+                                            loss_of=loss_of)
+    for x, y in zip((*a.hidden_states, a.logits), (*b.hidden_states, b.logits)):
+        torch.testing.assert_close(x[real], y[real], rtol=0, atol=1e-5)
+        assert x[~real].abs().max() == 0  # nothing computed at the padding
+    torch.testing.assert_close(a.pooler_output[real[:, 0]], b.pooler_output[real[:, 0]],
+                               rtol=0, atol=1e-5)
+    assert torch.isfinite(a.pooler_output).all()
+    _assert_grads_equal(ga, gb)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_unpadded_unilm_mask_mlm_positions_and_kv_cache():
+    torch.manual_seed(0)
+    model = _small(mlm=True).double().eval()
+    ids, am = _ragged(40, [8, 5, 1], t=8)
+    seg = torch.tensor([[0] * 4 + [1] * 4, [0, 0, 0, 1, 1, 0, 0, 0], [0] * 8])
+    real = am.bool()
+    positions, targets = unilm_targets(ids, seg, am)
+
+    def loss_of(out):
+        return torch.nn.functional.cross_entropy(out.logits, targets)
+
+    (a, ga), (b, gb) = _unpadded_and_padded(model, ids, unilm_mask(seg, am), seg,
+                                            mlm_positions=positions, loss_of=loss_of)
+    torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a.last_hidden_state[real], b.last_hidden_state[real], rtol=0, atol=1e-5)
+    _assert_grads_equal(ga, gb)
+    # KV-cached decoding (kexue.generate's UniLM adapter): a prompt, then two single tokens
+    steps = []
+    for unpad in (True, False):
+        model.unpad = unpad
+        with torch.no_grad():
+            out = model(ids, unilm_mask(seg, am), seg, use_cache=True)
+            keys, lengths, logits = real, am.sum(1), []
+            for token in (7, 11):
+                keys = torch.cat([keys, torch.ones(3, 1, dtype=torch.bool)], 1)
+                out = model(torch.full((3, 1), token), keys, torch.ones(3, 1, dtype=torch.long),
+                            position_ids=lengths[:, None], past_key_values=out.past_key_values,
+                            use_cache=True)
+                lengths, logits = lengths + 1, logits + [out.logits[:, -1]]
+        steps.append(torch.stack(logits))
+    model.unpad = True
+    torch.testing.assert_close(steps[0], steps[1], rtol=0, atol=1e-5)

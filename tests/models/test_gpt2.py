@@ -2,6 +2,7 @@ import pytest
 import torch
 import transformers
 
+from kexue.generate import CausalLM
 from kexue.models import GPT2, GPT2Config, GPT2Output
 
 transformers.logging.set_verbosity_error()
@@ -209,3 +210,44 @@ def test_rope_decoder_bad_input(pair):
         _rope_gpt2(position_embedding_type="sinusoidal")
     with pytest.raises(ValueError, match="unknown rope_options"):
         _rope_gpt2(rope_options={"windw": 4})
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("position_embedding_type", ["absolute", "rope"])
+def test_unpadded_equals_padded_left_padding_and_kv_cache(position_embedding_type):
+    """Left-padded rows of lengths 7, 1 and 0 (all padding): logits, gradients and
+    KV-cached greedy decoding equal the computation on the padded batch."""
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config(vocab_size=101, max_position_embeddings=48, hidden_size=32,
+                            num_hidden_layers=2, num_attention_heads=4,
+                            position_embedding_type=position_embedding_type, hidden_dropout_prob=0.0,
+                            embedding_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                 ).double().train()  # fmt: skip
+    ids = torch.randint(0, 101, (3, 7))
+    am = torch.tensor([[1] * 7, [0] * 6 + [1], [0] * 7])
+    real = am.bool()
+    outs, grads = [], []
+    for unpad in (True, False):
+        model.unpad = unpad
+        model.zero_grad(set_to_none=True)
+        logits = model(ids, attention_mask=am).logits
+        logits[real].logsumexp(-1).sum().backward()
+        outs.append(logits)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(outs[0][real], outs[1][real], rtol=0, atol=1e-5)
+    assert outs[0][~real].abs().max() == 0
+    for name in grads[1]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=1e-5, msg=name)
+    model.eval()
+    steps = []  # kexue.generate's CausalLM adapter: the prompt, then cached single tokens
+    for unpad in (True, False):
+        model.unpad = unpad
+        with torch.no_grad():
+            logits, cache = CausalLM(model)(ids[:2], None, attention_mask=am[:2])
+            step = [logits]
+            for token in (5, 9, 3):
+                logits, cache = CausalLM(model)(torch.full((2, 1), token), cache)
+                step.append(logits)
+        steps.append(torch.stack(step))
+    model.unpad = True
+    torch.testing.assert_close(steps[0], steps[1], rtol=0, atol=1e-5)

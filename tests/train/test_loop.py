@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import IterableDataset
 
 from kexue.train import TrainConfig, fit, plain_step, seed_everything
-from kexue.train.loop import linear_warmup_decay
+from kexue.train.loop import length_grouped_batches, linear_warmup_decay
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -235,6 +235,49 @@ def test_data_order_is_a_function_of_seed_and_epoch():
     assert [i for b in _orders(seed=5, shuffle=False, steps=4) for i in b] == list(range(10))
 
 
+def test_length_grouped_batches_sort_within_windows_and_keep_every_example():
+    lengths = [5, 1, 9, 3, 7, 2, 8, 4, 6, 0]
+    batches = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    out = length_grouped_batches(batches, lengths, window=2, generator=torch.Generator().manual_seed(0))
+    assert sorted(out) == [[2, 4, 0], [3, 5, 1], [6, 8, 7], [9]]  # sorted within each window
+    assert sorted(i for b in out for i in b) == list(range(10))
+    assert sorted(len(b) for b in out) == [1, 3, 3, 3]
+    for b in out:  # each batch is sorted longest first
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+    with pytest.raises(ValueError, match="window must be >= 1, got 0"):
+        length_grouped_batches(batches, lengths, window=0)
+
+
+def test_fit_with_length_window_batches_by_length_and_is_a_function_of_seed_and_epoch():
+    lengths = [5, 1, 9, 3, 7, 2, 8, 4, 6, 0]
+
+    def orders(seed):
+        seen = []
+
+        def collate(indices):
+            seen.append(list(indices))
+            return torch.tensor(indices, dtype=torch.float32)
+
+        fit(nn.Linear(1, 1), lambda m, b: m(b[:, None]).pow(2).mean(), list(range(10)),
+            _config(steps=8, batch_size=3, seed=seed, length_window=4), collate_fn=collate,
+            lengths=lengths)
+        return seen
+
+    a = orders(5)
+    assert a == orders(5) and a != orders(6)
+    for epoch in (a[:4], a[4:]):  # one window holds the whole epoch: sorted, then shuffled
+        assert sorted(i for b in epoch for i in b) == list(range(10))
+        ranked = sorted(epoch, key=lambda b: -lengths[b[0]])
+        assert [lengths[i] for b in ranked for i in b] == sorted(lengths, reverse=True)[:len(
+            [i for b in ranked for i in b])]
+    with pytest.raises(ValueError, match="needs fit\\(..., lengths=...\\)"):
+        fit(nn.Linear(1, 1), lambda m, b: m(b[:, None]).pow(2).mean(), list(range(10)),
+            _config(length_window=2))
+    with pytest.raises(ValueError, match="one length per example \\(10\\), got 3"):
+        fit(nn.Linear(1, 1), lambda m, b: m(b[:, None]).pow(2).mean(), list(range(10)),
+            _config(length_window=2), lengths=[1, 2, 3])
+
+
 def test_drop_last_drops_the_short_batch():
     seen = []
     fit(nn.Linear(1, 1), lambda m, b: m(b[:, None]).pow(2).mean(), list(range(10)),
@@ -430,6 +473,7 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     ({"warmup": 2.5}, "must be whole, got 2.5"),
     ({"checkpoint_every": 5}, "out_dir is required"),
     ({"resume": True}, "out_dir is required"),
+    ({"length_window": -1}, "length_window must be an int >= 0, got -1"),
 ])
 def test_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -150,6 +150,7 @@ def fit_pairs(
     checkpoint_every: int | str = 0,
     resume: bool = False,
     progress: bool = False,
+    length_window: int = 0,
 ) -> TrainResult:
     """Fine-tune ``encoder.model`` in place on scored sentence pairs with a pair loss.
 
@@ -175,6 +176,9 @@ def fit_pairs(
         out_dir, checkpoint_every, resume: checkpoints and metrics of
             :func:`kexue.train.fit` (``checkpoint_every="epoch"`` for one per epoch).
         progress: a tqdm bar with the time left (on a terminal).
+        length_window: batch pairs of similar token count (a + b) within windows of this
+            many batches (:func:`kexue.train.loop.length_grouped_batches`): less padding,
+            less random batches; 0 (default) keeps uniformly random batches.
     """
     if isinstance(train, torch.utils.data.DataLoader):
         if train.batch_size is None:
@@ -197,7 +201,14 @@ def fit_pairs(
                          weight_decay=weight_decay, clip_norm=clip_norm, seed=seed,
                          progress=progress, eval_every="epoch" if evaluator else 0,
                          log_every=max(1, math.ceil(len(rows) / batch_size) // 5),
-                         out_dir=out_dir, checkpoint_every=checkpoint_every, resume=resume)
+                         out_dir=out_dir, checkpoint_every=checkpoint_every, resume=resume,
+                         length_window=length_window)
+    lengths = None
+    if length_window:
+        tokenizer = encoder._encoding_tokenizer  # truncated like the batches
+        lengths = [len(a.ids) + len(b.ids) for a, b in zip(
+            tokenizer.encode_batch([r[0] for r in rows]), tokenizer.encode_batch([r[1] for r in rows]))]
+
     def loss_fn(m: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
         u, v = m(batch)
         loss = _unwrap(m).pair_loss(u, v, batch[2])
@@ -205,7 +216,7 @@ def fit_pairs(
 
     return fit(model, loss_fn, rows, config,
                eval_fn=_eval_fn(encoder, evaluator), step=step or plain_step,
-               collate_fn=collate)
+               collate_fn=collate, lengths=lengths)
 
 
 def _eval_fn(encoder: SentenceEncoder, evaluator: Any) -> Callable | None:

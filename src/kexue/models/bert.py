@@ -6,6 +6,12 @@ kexue options (``key_size``, ``talking_heads``, ``scale="entropy"``), positions 
 RoPE or sinusoidal, ``attention_mask`` may be any boolean ``(batch, q, k)`` mask, and
 the same model does UniLM seq2seq (从语言模型到Seq2Seq：Transformer如戏，全靠Mask,
 2019-09-18, https://kexue.fm/archives/6933): see :mod:`kexue.models.unilm`.
+
+Padded batches run unpadded (``unpad=True``, the default): when the attention mask
+marks padding, every token-wise layer sees only the real tokens (:class:`~kexue.nn.Packing`)
+and attention alone runs in the padded layout; the outputs are scattered back, with
+zeros at the padding positions. The real tokens' outputs and all gradients equal the
+padded computation's (``tests/models/test_bert.py``, ``test_gpt2.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from kexue.models.hf import (
     to_hf_state_dict,
 )
 from kexue.nn.attention import KVCache
+from kexue.nn.packing import real_tokens
 from kexue.nn.position import LearnedPositionEmbedding, sinusoidal_embedding
 from kexue.nn.rope import RoPE
 from kexue.nn.transformer import Transformer, get_activation
@@ -109,6 +116,8 @@ class Bert(nn.Module):
         pooler: add the ``[CLS]`` pooler.
         mlm: add the masked-LM head (tied to the word embeddings); outputs ``logits``.
         recompute: checkpoint each block while training (saves activation memory).
+        unpad: run token-wise layers on the real tokens only when the mask marks
+            padding (see :func:`kexue.nn.real_tokens`); ``False`` computes on the padding too.
     """
 
     def __init__(
@@ -119,6 +128,7 @@ class Bert(nn.Module):
         pooler: bool = True,
         mlm: bool = False,
         recompute: bool = False,
+        unpad: bool = True,
         **overrides: Any,
     ):
         super().__init__()
@@ -147,6 +157,7 @@ class Bert(nn.Module):
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if pooler else None
         self.mlm = MLMHead(config) if mlm else None
         self.task_head: dict[str, Tensor] = {}  # a task checkpoint's head, see from_pretrained
+        self.unpad = unpad
         self.apply(self._init_weights)
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -189,6 +200,8 @@ class Bert(nn.Module):
         additive logit bias ``(batch|1, heads|1, seq, keys)``. ``mlm_positions``, a
         boolean ``(batch, seq)`` mask, applies the MLM head only there: ``logits`` is then
         ``(selected, vocab)`` in row-major order (the head's cost is its vocabulary).
+        With ``self.unpad`` and padding in the mask, the outputs (hidden states, logits)
+        are zero at the padding positions (see :func:`real_tokens`).
         """
         check_input_ids(input_ids, self.config.vocab_size)
         b, t = input_ids.shape
@@ -203,21 +216,30 @@ class Bert(nn.Module):
             position_ids = torch.arange(past, past + t, device=input_ids.device).expand(b, t)
         elif position_ids.shape[-1] != t:
             raise ValueError(f"position_ids must be (batch, {t}), got {tuple(position_ids.shape)}")
+        if mlm_positions is not None and mlm_positions.shape != (b, t):
+            raise ValueError(f"mlm_positions must be (batch, seq) = {(b, t)}, got {tuple(mlm_positions.shape)}")
         mask = _attention_mask(attention_mask, b, t, past + t)
+        packing = real_tokens(mask, b, t) if self.unpad else None
 
+        # The embeddings run padded (a lookup and a LayerNorm): hooks on them (integrated
+        # gradients, perturbations) see (batch, seq, hidden) either way.
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (batch, seq, hidden)
+        x = x if packing is None else packing.pack(x)  # (n, hidden)
         rotary = None if self.rope is None else self.rope(position_ids, dtype=x.dtype)
         x, presents, hidden = self.encoder(
             x, mask, is_causal=is_causal, rotary=rotary, attn_bias=attn_bias,
             past_key_values=past_key_values, use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
+            output_hidden_states=output_hidden_states, packing=packing,
         )  # fmt: skip
-        pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         logits = None
-        if self.mlm is not None:
-            if mlm_positions is not None and mlm_positions.shape != (b, t):
-                raise ValueError(f"mlm_positions must be (batch, seq) = {(b, t)}, got {tuple(mlm_positions.shape)}")
-            logits = self.mlm_logits(x if mlm_positions is None else x[mlm_positions.bool()])
+        if self.mlm is not None and mlm_positions is None:
+            logits = self.mlm_logits(x)  # (batch, seq, vocab), or (n, vocab)
+        if packing is not None:
+            x, logits = packing.unpack(x), logits if logits is None else packing.unpack(logits)
+            hidden = hidden if hidden is None else tuple(packing.unpack(h) for h in hidden)
+        if self.mlm is not None and mlm_positions is not None:
+            logits = self.mlm_logits(x[mlm_positions.bool()])  # (selected, vocab)
+        pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         return BertOutput(x, pooled, hidden, logits, presents)
 
     # ------------------------------------------------------------------ checkpoints

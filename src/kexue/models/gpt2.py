@@ -8,6 +8,10 @@ with the :class:`kexue.generate.CausalLM` adapter.
 CPM-LM is OpenAI's GPT-2 architecture — pre-LayerNorm blocks and a final LayerNorm,
 learned absolute positions, input and output embeddings tied, tanh-GELU. Its
 tokenizer is :class:`kexue.data.CPMTokenizer`.
+
+Padded batches (a 0/1 ``attention_mask``) run unpadded as in :class:`~kexue.models.Bert`:
+embeddings, blocks and the head on the real tokens, attention in the padded layout,
+logits zero at the padding positions (``unpad=False`` computes on the padding too).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from kexue.models.hf import (
     to_hf_state_dict,
 )
 from kexue.nn.attention import KVCache
+from kexue.nn.packing import real_tokens
 from kexue.nn.position import LearnedPositionEmbedding
 from kexue.nn.rope import RoPE
 from kexue.nn.transformer import Transformer
@@ -60,6 +65,8 @@ class GPT2(nn.Module):
         config: a :class:`GPT2Config` (or keyword overrides of the default one).
         attention: extra attention options (``key_size``, ``talking_heads``, ``scale``).
         recompute: checkpoint each block while training.
+        unpad: run token-wise layers on the real tokens only when the mask marks
+            padding (see :func:`kexue.nn.real_tokens`).
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class GPT2(nn.Module):
         *,
         attention: dict[str, Any] | None = None,
         recompute: bool = False,
+        unpad: bool = True,
         **overrides: Any,
     ):
         super().__init__()
@@ -98,6 +106,7 @@ class GPT2(nn.Module):
         if config.position_embedding_type == "rope":
             key_size = self.blocks.layers[0].attn.key_size
             self.rope = RoPE(key_size, config.rope_theta, **config.rope_options)
+        self.unpad = unpad
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -127,7 +136,8 @@ class GPT2(nn.Module):
         ``rope``: with RoPE positions, a :class:`~kexue.nn.RoPE` to use instead of
         ``self.rope`` for this call (e.g. ``RoPE(d, variant="ntk", train_length=L)``).
         ``is_causal=False`` lets every position see every other (the same stack as a
-        bidirectional masked LM)."""
+        bidirectional masked LM). With ``self.unpad`` and padding in the mask, the logits
+        are zero at the padding positions."""
         check_input_ids(input_ids, self.config.vocab_size)
         b, t = input_ids.shape
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
@@ -148,17 +158,21 @@ class GPT2(nn.Module):
             mask = None if bool(keep.all()) else keep[:, None, None, :]  # (batch, 1, 1, keys)
         if position_ids is None:
             position_ids = torch.arange(past, past + t, device=input_ids.device)[None]  # (1, seq)
+        packing = real_tokens(mask, b, t) if self.unpad else None
+        x = self.wte(input_ids)  # (batch, seq, hidden): padded, so hooks see the usual shape
         rotary = None
         if self.rope is None:
-            x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (batch, seq, hidden)
+            x = x + self.wpe(position_ids)
         else:
-            x = self.drop(self.wte(input_ids))
             rotary = (rope or self.rope)(position_ids, x.dtype)
+        x = self.drop(x if packing is None else packing.pack(x))  # (n, hidden) when packed
         x, presents, _ = self.blocks(
-            x, mask, is_causal=is_causal, rotary=rotary, past_key_values=past_key_values,
-            use_cache=use_cache,
-        )
+            x, mask, is_causal=is_causal, rotary=rotary,
+            past_key_values=past_key_values, use_cache=use_cache, packing=packing,
+        )  # fmt: skip
         logits = F.linear(self.ln_f(x), self.wte.weight)  # tied head, (batch, seq, vocab)
+        if packing is not None:
+            logits = packing.unpack(logits)  # zeros at the padding
         return GPT2Output(logits, presents)
 
     @classmethod

@@ -28,6 +28,10 @@ from kexue.nn.onlstm import (  # T8: ON-LSTM
     cumax,
     distance_to_tree,
 )
+from kexue.nn.packing import (  # unpadded execution
+    Packing,
+    real_tokens,
+)
 from kexue.nn.position import (  # absolute positions
     LearnedPositionEmbedding,
     SinusoidalPositionEmbedding,
@@ -73,6 +77,7 @@ __all__ = [
     "LSTMCell",
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
+    "Packing",
     "ONLSTMOutput",
     "ProposedCell",
     "RecurrentCell",
@@ -101,6 +106,7 @@ __all__ = [
     "ntk_kappa",
     "padding_mask",
     "permutation_mask",
+    "real_tokens",
     "rerope_positions",
     "saved_activation_bytes",
     "sinusoidal_embedding",

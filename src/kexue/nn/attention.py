@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.nn.masks import causal_mask
+from kexue.nn.packing import Packing
 from kexue.nn.rope import Rotary
 
 SCALE_POLICIES = ("sqrt", "entropy")
@@ -122,6 +123,7 @@ class MultiHeadAttention(nn.Module):
         attn_bias: Tensor | None = None,
         past_key_value: KVCache | None = None,
         use_cache: bool = False,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, KVCache | None]:
         """Attend ``x`` ``(batch, seq, hidden)`` to itself (and to a KV cache).
 
@@ -137,17 +139,25 @@ class MultiHeadAttention(nn.Module):
                 (relative-position biases, ALiBi, ...), added after scaling.
             past_key_value: ``(keys, values)`` of earlier positions.
             use_cache: also return the updated ``(keys, values)``.
+            packing: ``x`` holds only the real tokens, ``(n, hidden)``, laid out by this
+                :class:`~kexue.nn.Packing`; the projections run on them and attention
+                in the padded layout (padding rows zero; the mask must hide them). The
+                output is packed too; the cache is in the padded layout.
 
-        Returns ``(output (batch, seq, hidden), cache or None)``.
+        Returns ``(output (batch, seq, hidden) or (n, hidden), cache or None)``.
         """
-        if x.dim() != 3 or x.shape[-1] != self.hidden_size or not x.is_floating_point():
+        want = 2 if packing is not None else 3
+        if x.dim() != want or x.shape[-1] != self.hidden_size or not x.is_floating_point():
+            shape = "(n, " if packing is not None else "(batch, seq, "
             raise ValueError(
-                f"x must be a float (batch, seq, {self.hidden_size}) tensor, "
-                f"got {tuple(x.shape)} {x.dtype}"
+                f"x must be a float {shape}{self.hidden_size}) tensor, got {tuple(x.shape)} {x.dtype}"
             )
-        b, t, _ = x.shape
+        qkv = self.qkv(x)  # (batch, seq, 2·h·ks + h·hs), or (n, ...) packed
+        if packing is not None:
+            qkv = packing.unpack(qkv)  # (batch, seq, ...), zero rows at the padding
+        b, t, _ = qkv.shape
         h = self.num_heads
-        q, k, v = self.qkv(x).split(self.split_sizes, dim=-1)
+        q, k, v = qkv.split(self.split_sizes, dim=-1)
         q = q.view(b, t, h, self.key_size).transpose(1, 2)  # (b, h, t, ks)
         k = k.view(b, t, h, self.key_size).transpose(1, 2)  # (b, h, t, ks)
         v = v.view(b, t, h, self.head_size).transpose(1, 2)  # (b, h, t, hs)
@@ -180,6 +190,8 @@ class MultiHeadAttention(nn.Module):
                 mask = causal_mask(t, s, device=x.device)
             y = self._explicit(q, k, v, mask, scale, attn_bias, rotary if two_pass else None, is_causal)
         y = y.transpose(1, 2).reshape(b, t, h * self.head_size)  # (b, t, h*hs)
+        if packing is not None:
+            y = packing.pack(y)  # (n, h*hs)
         return self.out(y), present
 
     def _mask(self, mask: Tensor | None, b: int, t: int, s: int, device) -> Tensor | None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from kexue.nn.attention import KVCache, MultiHeadAttention
+from kexue.nn.packing import Packing
 from kexue.nn.rope import Rotary
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -94,9 +95,13 @@ class TransformerBlock(nn.Module):
         attn_bias: Tensor | None = None,
         past_key_value: KVCache | None = None,
         use_cache: bool = False,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, KVCache | None]:
+        """``x`` ``(batch, seq, hidden)``, or ``(n, hidden)`` real tokens with ``packing``
+        (every layer but attention is token-wise, so only attention needs the layout)."""
         kw = {"is_causal": is_causal, "rotary": rotary, "attn_bias": attn_bias,
-              "past_key_value": past_key_value, "use_cache": use_cache}  # fmt: skip
+              "past_key_value": past_key_value, "use_cache": use_cache,
+              "packing": packing}  # fmt: skip
         if self.norm == "post":
             a, present = self.attn(x, attention_mask, **kw)
             x = self.ln1(self.dropout(a) + x)
@@ -130,9 +135,11 @@ class Transformer(nn.Module):
         past_key_values: tuple[KVCache, ...] | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, tuple[KVCache, ...] | None, tuple[Tensor, ...] | None]:
         """``x`` ``(batch, seq, hidden)`` -> ``(output, caches or None, hidden states or None)``;
-        the hidden states are the input followed by each block's output."""
+        the hidden states are the input followed by each block's output. With ``packing``
+        ``x`` and the outputs hold the real tokens only, ``(n, hidden)``."""
         if past_key_values is not None and len(past_key_values) != len(self.layers):
             raise ValueError(
                 f"past_key_values must hold {len(self.layers)} layers, got {len(past_key_values)}"
@@ -142,7 +149,7 @@ class Transformer(nn.Module):
         recompute = self.recompute and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
             past = None if past_key_values is None else past_key_values[i]
-            args = (x, attention_mask, is_causal, rotary, attn_bias, past, use_cache)
+            args = (x, attention_mask, is_causal, rotary, attn_bias, past, use_cache, packing)
             if recompute:
                 x, present = checkpoint(layer, *args, use_reentrant=False, preserve_rng_state=True)
             else:

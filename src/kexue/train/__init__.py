@@ -18,6 +18,7 @@ from kexue.train.loop import (  # the training loop
     TrainResult,
     atomic_write,
     fit,
+    length_grouped_batches,
     seed_everything,
 )
 from kexue.train.penalties import (  # T3, T30: parameter-gradient penalty
@@ -56,6 +57,7 @@ __all__ = [
     "default_backward",
     "fit",
     "gradient_penalty",
+    "length_grouped_batches",
     "no_sync",
     "normalize_perturbation",
     "parameter_gradient_penalty",

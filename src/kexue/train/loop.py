@@ -14,6 +14,13 @@ Read it top to bottom like nanoGPT's ``train.py``, but as a function::
   generator seeded with ``seed + e`` (``DistributedSampler``, with one replica
   when not distributed). A resumed run therefore sees exactly the batches an
   uninterrupted one would.
+- Length bucketing (``fit(..., lengths=...)`` with ``TrainConfig(length_window=w)``):
+  the epoch's shuffled examples are cut into windows of ``w`` batches, each window is
+  sorted by length and cut into batches, and the batches are shuffled (see
+  :func:`length_grouped_batches`). Batches then need little padding, so unpadded
+  models waste little on it; the price is that a batch is no longer a uniform random
+  sample (its examples have similar lengths), while which window an example falls in,
+  and the order of the batches, stay random.
 - ``out_dir/metrics.jsonl`` gets one JSON line per logged step;
   ``out_dir/checkpoint.pt`` holds everything needed to continue bit-for-bit
   (model, optimiser, schedule, step, data position, python / numpy / torch RNG
@@ -42,7 +49,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +84,8 @@ class TrainConfig:
     last step; ``eval_every=0`` evaluates only at the end, ``checkpoint_every=0``
     never checkpoints, and ``"epoch"`` for either means at the end of every epoch. ``progress`` shows a tqdm bar, automatically hidden when
     stderr is not a terminal or the ``CI`` environment variable is set.
+    ``length_window > 0`` groups the examples into batches of similar length within
+    windows of that many batches (needs ``fit(..., lengths=...)``; module docstring).
     """
 
     steps: int | None = None
@@ -97,6 +106,7 @@ class TrainConfig:
     shuffle: bool = True
     drop_last: bool = False
     keep_checkpoints: int = 2
+    length_window: int = 0
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):
@@ -118,6 +128,10 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 0 or 'epoch', got "
                                  f"{value!r}")
+        if isinstance(self.length_window, bool) or not isinstance(self.length_window, int) \
+                or self.length_window < 0:
+            raise ValueError(f"TrainConfig.length_window must be an int >= 0, got "
+                             f"{self.length_window!r}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:
@@ -205,6 +219,28 @@ def linear_warmup_decay(warmup: int, steps: int) -> Callable[[int], float]:
     return factor
 
 
+def length_grouped_batches(batches: list[list[int]], lengths: Sequence[int], window: int,
+                           generator: torch.Generator | None = None) -> list[list[int]]:
+    """Regroup index ``batches`` so each holds examples of similar length.
+
+    Consecutive ``window`` batches are pooled, sorted by ``lengths[i]`` (longest first,
+    ties in the given order) and cut back into batches of the same sizes; the batches
+    are then put in a random order (``generator``). Every example stays in the epoch
+    exactly once and in its window.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    out = []
+    for start in range(0, len(batches), window):
+        chunk = batches[start:start + window]
+        pooled = np.concatenate([np.asarray(b, dtype=np.int64) for b in chunk])
+        pooled = pooled[np.argsort(-np.asarray(lengths)[pooled], kind="stable")]
+        cuts = np.cumsum([len(b) for b in chunk])[:-1]
+        out.extend(part.tolist() for part in np.split(pooled, cuts))
+    order = torch.randperm(len(out), generator=generator).tolist()
+    return [out[i] for i in order]
+
+
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
@@ -216,6 +252,7 @@ def fit(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     param_groups: list[dict[str, Any]] | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``config.steps`` optimiser steps (or ``config.epochs`` passes) and
     return a :class:`TrainResult`.
@@ -240,6 +277,8 @@ def fit(
             allow it) with no weight decay on 1-D parameters (biases, norm weights).
         param_groups: parameter groups for the default AdamW instead of the
             decay / no-decay split (options missing from a group come from ``config``).
+        lengths: the length (e.g. token count) of each example of ``train_data``, used
+            with ``config.length_window`` to batch examples of similar length.
 
     Each step: zero the gradients, ``step(model, batch, loss_fn)``, clip to
     ``clip_norm``, optimiser step, schedule step. With ``out_dir`` set, the loop
@@ -255,16 +294,22 @@ def fit(
     """
     _check_arguments(model, loss_fn, train_data, eval_fn, step, collate_fn, optimizer,
                      param_groups)
+    if config.length_window and lengths is None:
+        raise ValueError("TrainConfig.length_window > 0 needs fit(..., lengths=...), got None")
+    if lengths is not None and len(lengths) != len(train_data):
+        raise ValueError(f"lengths must give one length per example ({len(train_data)}), "
+                         f"got {len(lengths)}")
     created_group = _init_distributed()
     try:
         return _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimizer,
-                    param_groups)
+                    param_groups, lengths)
     finally:
         if created_group:
             dist.destroy_process_group()
 
 
-def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimizer, param_groups):
+def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimizer, param_groups,
+         lengths):
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     out_dir = Path(config.out_dir) if config.out_dir is not None else None
@@ -287,6 +332,9 @@ def _fit(model, loss_fn, train_data, config, eval_fn, step, collate_fn, optimize
     def epoch_batches(epoch: int, skip: int):
         sampler.set_epoch(epoch)
         index_batches = list(BatchSampler(sampler, config.batch_size, config.drop_last))
+        if config.length_window:
+            g = torch.Generator().manual_seed(config.seed + epoch)
+            index_batches = length_grouped_batches(index_batches, lengths, config.length_window, g)
         return iter(DataLoader(train_data, batch_sampler=index_batches[skip:],
                                collate_fn=collate_fn, num_workers=0,
                                generator=loader_generator))
