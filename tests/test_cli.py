@@ -186,3 +186,14 @@ def test_train_unknown_flag_values_list_the_allowed_ones(tmp_path, capsys, flags
     with pytest.raises(SystemExit):
         cli.main(["train", "rank", "--data", "x", "--out", str(tmp_path)])
     assert "'similarity', 'classify'" in capsys.readouterr().err
+
+
+def test_the_demo_needs_only_bundled_data():
+    """`kexue demo` must run in a fresh clone or an installed wheel: shipped sets only."""
+    from kexue.data import DATASETS
+    from kexue.evidence.registry import load_all
+
+    experiments = load_all()
+    for name in cli.DEMO:
+        needs = experiments[name].datasets
+        assert all(DATASETS[d].redistributable for d in needs), (name, needs)

@@ -19,7 +19,10 @@ from kexue.evidence.base import SCALES
 START, END = "<!-- techniques:start -->", "<!-- techniques:end -->"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 # `kexue demo` / `make demo`: quick experiments that together take about 5 minutes on 2 cores
-DEMO = ("whitening", "unilm-seq2seq", "word-vector-dim")
+# about five minutes on 2 cores, bundled data only (a fresh clone or wheel runs it): sentence
+# embeddings on the pretrained MiniLM, GAN dynamics, community detection, a theorem on
+# trained networks and a closed-form physics result
+DEMO = ("whitening", "gan-dynamics", "infomap", "gp-inequality", "jump-rope")
 SCALE_HELP = ("quick: minutes on a 2-core CPU (the committed evidence); full: the larger "
               "setting for a GPU")
 
