@@ -158,7 +158,7 @@ class MultilabelCE(Experiment):
     name = "multilabel"
     techniques = ("T22",)
     datasets = ("fewclue-tnews",)
-    minutes: ClassVar[dict[str, float]] = {"quick": 2, "full": 12}
+    minutes: ClassVar[dict[str, float]] = {"quick": 0.75, "full": 12}
     claim = Claim(
         post='将"Softmax+交叉熵"推广到多标签分类问题',
         date="2020-04-25",
