@@ -11,24 +11,11 @@ time is the median of several steps after a warm-up.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 
 from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
-
-
-def _status_bytes(field: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak since exec) of this process, in bytes. Unlike
-    ``ru_maxrss``, ``VmHWM`` does not inherit the parent's size across fork + exec."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+from kexue.experiments._shared.fresh_process import call_in_fresh_process, status_bytes
 
 
 def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, steps: int,
@@ -53,14 +40,14 @@ def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, ste
     # but the activations and gradients of the measured step
     model(ids[:1, :8]).last_hidden_state.sum().backward()
     model.zero_grad(set_to_none=True)
-    base = _status_bytes("VmRSS")
+    base = status_bytes("VmRSS")
     times, peak = [], 0
     for i in range(steps + 1):
         t0 = time.perf_counter()
         loss = model(ids).last_hidden_state.pow(2).mean()
         loss.backward()
         if i == 0:  # before the optimiser allocates its state: activations + gradients
-            peak = _status_bytes("VmHWM")
+            peak = status_bytes("VmHWM")
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
@@ -71,15 +58,7 @@ def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, ste
 
 def measure_in_subprocess(**kwargs) -> dict[str, float]:
     """:func:`measure` in a fresh interpreter with this process's thread count."""
-    import torch
-
-    kwargs["threads"] = torch.get_num_threads()
-    code = ("import json, sys; from kexue.experiments.recompute import measure; "
-            "print(json.dumps(measure(**json.loads(sys.argv[1]))))")
-    env = {**os.environ, "OMP_NUM_THREADS": str(kwargs["threads"])}
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
-                         text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return call_in_fresh_process("kexue.experiments.recompute", "measure", **kwargs)
 
 
 @register
