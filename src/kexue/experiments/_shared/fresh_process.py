@@ -5,7 +5,8 @@ process: the allocator keeps what an earlier run freed, and ``ru_maxrss`` is inh
 across fork. :func:`call_in_fresh_process` runs ``module.function(**kwargs)`` in a new
 interpreter with this process's torch thread count and returns its JSON result;
 :func:`status_bytes` reads the process's current (``VmRSS``) or peak (``VmHWM``) resident
-memory, which the measured function reports relative to its own baseline.
+memory, which the measured function reports relative to its own baseline, and
+:func:`reset_peak` starts the peak afresh (so loading a model does not count as training).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def status_bytes(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak() -> None:
+    """Reset ``VmHWM`` to the current resident size (Linux ``clear_refs`` value 5)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def call_in_fresh_process(module: str, function: str, **kwargs: Any) -> Any:
