@@ -57,6 +57,7 @@ def test_p0_is_the_predecessor_and_p1_the_successor_alone():
     torch.testing.assert_close(mixed(*ids_mask).last_hidden_state,
                                alone(*ids_mask).last_hidden_state, rtol=0, atol=0)
     assert len(theseus.successor) == 3 and len(theseus.predecessor) == 6
+    assert list(theseus[1:]) == [theseus[1], theseus[2]] and len(theseus[:0]) == 0
 
 
 def test_a_mixed_path_equals_the_hand_composed_model():
@@ -101,6 +102,16 @@ def test_draws_are_bernoulli_p_per_module_and_the_linear_schedule_advances():
     fit(mixed, lambda m, b: m(b[0], b[1]).last_hidden_state.pow(2).mean(), data,
         TrainConfig(steps=4, batch_size=2, lr=1e-3, progress=False), step=theseus.step)
     assert theseus.steps == 4 and theseus.current_prob() == pytest.approx(0.7)
+
+
+def test_a_step_through_the_frozen_predecessor_only_fills_no_gradient():
+    teacher, (ids, mask) = bert(4), inputs()
+    mixed, theseus = compress(teacher, 2, 0.0)
+    mixed.embeddings.requires_grad_(False)
+    mixed.train()
+    loss = theseus.step(mixed, (ids, mask), lambda m, b: m(*b).last_hidden_state.pow(2).mean())
+    assert loss.dim() == 0 and theseus.steps == 1
+    assert all(q.grad is None for q in mixed.parameters())
 
 
 def test_works_on_transformers_bert_model():

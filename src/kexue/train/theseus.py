@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kexue.train.step import Backward, LossFn, plain_step
+from kexue.train.step import Backward, LossFn, default_backward, split_loss
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,13 @@ class Theseus(nn.ModuleList):
         self.replace_prob = replace_prob
         self.steps = 0  # optimiser steps taken through :meth:`step`
 
+    def __getitem__(self, idx: int | slice) -> nn.Module:
+        """A module, or a plain :class:`~torch.nn.ModuleList` for a slice (what host code
+        that slices its layer list, e.g. to freeze the lower ones, expects)."""
+        if isinstance(idx, slice):
+            return nn.ModuleList(list(self._modules.values())[idx])
+        return super().__getitem__(idx)
+
     @property
     def successor(self) -> nn.ModuleList:
         """The successor's layers, in order (the compressed model's layer list)."""
@@ -145,10 +152,16 @@ class Theseus(nn.ModuleList):
     def step(self, model: nn.Module, batch: Any, loss_fn: LossFn, *,
              backward: Backward | None = None) -> Tensor:
         """A training step (:mod:`kexue.train.step` protocol): forward + backward, then
-        advance the schedule. Pass as ``fit(..., step=theseus.step)``."""
-        loss = plain_step(model, batch, loss_fn, backward=backward)
+        advance the schedule. Pass as ``fit(..., step=theseus.step)``.
+
+        When every module took the frozen predecessor (probability ``(1 - p)^L_s``) and
+        nothing else in the model trains, the loss has no gradient: the step then fills no
+        ``.grad`` and only reports the loss."""
+        loss, _ = split_loss(loss_fn(model, batch))
+        if loss.requires_grad:
+            (backward or default_backward)(loss)
         self.steps += 1
-        return loss
+        return loss.detach()
 
 
 def _check_prob(p: float) -> float:
