@@ -17,24 +17,11 @@ leaves out the one block that recompute rebuilds during backward.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 
 from kexue.evidence.base import Check, Claim, Context, Experiment, Run, Stats
 from kexue.evidence.registry import register
-
-
-def _status_bytes(field: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak since exec) of this process, in bytes. Unlike
-    ``ru_maxrss``, ``VmHWM`` does not inherit the parent's size across fork + exec."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+from kexue.experiments._shared.fresh_process import call_in_fresh_process, status_bytes
 
 
 def _mmap_threshold(nbytes: int) -> None:
@@ -89,11 +76,11 @@ def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, ste
     opt.step()
     opt.zero_grad(set_to_none=True)
     _mmap_threshold(128 * 2**10)
-    base = _status_bytes("VmRSS")
+    base = status_bytes("VmRSS")
     step(batch)
-    peak = _status_bytes("VmHWM") - base
+    peak = status_bytes("VmHWM") - base
     step(2 * batch)
-    peak_double = _status_bytes("VmHWM") - base
+    peak_double = status_bytes("VmHWM") - base
     _mmap_threshold(32 * 2**20)
     step(batch)  # timing warm-up
     times = sorted(step(batch) for _ in range(steps))
@@ -104,15 +91,7 @@ def measure(recompute: bool, layers: int, hidden: int, seq: int, batch: int, ste
 
 def measure_in_subprocess(**kwargs) -> dict[str, float]:
     """:func:`measure` in a fresh interpreter with this process's thread count."""
-    import torch
-
-    kwargs["threads"] = torch.get_num_threads()
-    code = ("import json, sys; from kexue.experiments.recompute import measure; "
-            "print(json.dumps(measure(**json.loads(sys.argv[1]))))")
-    env = {**os.environ, "OMP_NUM_THREADS": str(kwargs["threads"])}
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
-                         text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return call_in_fresh_process("kexue.experiments.recompute", "measure", **kwargs)
 
 
 @register

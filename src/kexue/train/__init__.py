@@ -1,7 +1,8 @@
 """Training: the loop (:mod:`kexue.train.loop`) and the step protocol
-(:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow;
-:mod:`kexue.train.hf` (imported on its own: it needs ``transformers``) runs them inside a
-Hugging Face ``Trainer``."""
+(:mod:`kexue.train.step`) that technique wrappers (FGM, VAT, penalties) follow; model
+compression by module replacing (:mod:`kexue.train.theseus`) and Ladder Side-Tuning
+(:mod:`kexue.train.ladder`); :mod:`kexue.train.hf` (imported on its own: it needs
+``transformers``) runs the steps inside a Hugging Face ``Trainer``."""
 
 from kexue.train._perturbation import (  # where perturbations are added
     PerturbationSite,
@@ -12,6 +13,10 @@ from kexue.train.adversarial import (  # T7: FGM, gradient penalty
     FGM,
     GradientPenaltyStep,
     gradient_penalty,
+)
+from kexue.train.ladder import (  # T13: Ladder Side-Tuning
+    LadderSideNetwork,
+    ladder_parameter_count,
 )
 from kexue.train.loop import (  # the training loop
     TrainConfig,
@@ -34,6 +39,11 @@ from kexue.train.step import (  # the step protocol
     plain_step,
     split_loss,
 )
+from kexue.train.theseus import (  # T19: BERT-of-Theseus
+    LinearReplacement,
+    ReplaceableModule,
+    Theseus,
+)
 from kexue.train.vat import (  # T4: VAT, noise, Rademacher estimator
     VAT,
     NoiseConsistency,
@@ -46,10 +56,14 @@ __all__ = [
     "VAT",
     "Backward",
     "GradientPenaltyStep",
+    "LadderSideNetwork",
+    "LinearReplacement",
     "LossFn",
     "NoiseConsistency",
     "PerturbationSite",
+    "ReplaceableModule",
     "Step",
+    "Theseus",
     "TrainConfig",
     "TrainResult",
     "atomic_write",
@@ -57,6 +71,7 @@ __all__ = [
     "default_backward",
     "fit",
     "gradient_penalty",
+    "ladder_parameter_count",
     "length_grouped_batches",
     "no_sync",
     "normalize_perturbation",

@@ -91,3 +91,45 @@ def test_the_cache_key_digests_every_part_of_a_composite_training_set():
     assert key["ids"] != cache_key(config, 0, lab, model)["ids"]
     with pytest.raises(ValueError, match="got SimpleNamespace"):
         data_parts(SimpleNamespace(x=1))
+
+
+def test_keep_layers_is_the_shallower_encoder(one_thread):
+    from kexue.models import Bert
+
+    model = build(2, seed=0)
+    full = [layer for layer in model.bert.encoder.layers]
+    model.keep_layers((0, 2, 4))
+    assert list(model.bert.encoder.layers) == [full[0], full[2], full[4]]
+    assert model.bert.config.num_hidden_layers == 3
+    ids = encode(ROWS[:2], max_length=16).tensors[0]
+    manual = Bert(model.bert.config, pooler=False).eval()
+    model.eval()
+    manual.load_state_dict(model.bert.state_dict())
+    torch.testing.assert_close(model.bert(ids).last_hidden_state, manual(ids).last_hidden_state)
+    with pytest.raises(ValueError, match=r"indices must be .* in \[0, 3\), got \[3\]"):
+        model.keep_layers([3])
+
+
+def test_frozen_embeddings_stay_put_and_pairs_regress(tmp_path, one_thread):
+    from scipy.stats import spearmanr
+
+    from kexue.experiments._shared.minilm_classifier import (
+        encode_pairs,
+        evaluate_regression,
+        regression_loss,
+    )
+
+    rows = [("a man plays", "a man is playing", 4.5), ("a dog runs", "the stock fell", 0.2),
+            ("kids swim", "children are swimming", 4.8), ("it rains", "a cat sleeps", 1.0)]
+    data = encode_pairs(rows, max_length=24)
+    assert (data.tensors[0][:, 0] == 101).all() and data.tensors[2].tolist() == pytest.approx(
+        [4.5, 0.2, 4.8, 1.0])
+    model = build(1, seed=0)
+    before = model.bert.embeddings.word.weight.clone()
+    config = FineTuneConfig(steps=2, batch_size=4, lr=1e-3, train_embeddings=False)
+    fine_tune(model, data, config, seed=0, cache_dir=None, tag="p", loss_fn=regression_loss,
+              log=lambda s: None)
+    assert torch.equal(before, model.bert.embeddings.word.weight) and trainable(model)
+    pred = model(data.tensors[0], data.tensors[1]).squeeze(-1).detach().numpy()
+    expected = 100 * spearmanr(pred, data.tensors[2].numpy())[0]
+    assert evaluate_regression(model, data)["spearman"] == pytest.approx(expected)

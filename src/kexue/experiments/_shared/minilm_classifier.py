@@ -14,7 +14,11 @@ the one place experiments get such a classifier from:
   ``cache_dir`` through :func:`kexue.evidence.cache.cached_state` (keyed by tag,
   :class:`FineTuneConfig`, seed, encoder folder and a digest of the data; written
   atomically, reused only if the code that trained it is unchanged);
-- :func:`evaluate`: accuracy, macro-F1, balanced accuracy and loss on a data set.
+- :func:`evaluate`: accuracy, macro-F1, balanced accuracy and loss on a data set;
+- sentence pairs with a similarity score (STS-B) as regression with one output:
+  :func:`encode_pairs`, :func:`regression_loss`, :func:`evaluate_regression`;
+- :meth:`MiniLMClassifier.keep_layers`: a shallower model from some of the encoder layers
+  (the "fine-tune the first k layers" baselines of model compression).
 
 Training batches are trimmed to their longest row (``logits_of``), so short sentences
 cost what they are, not ``max_length``.
@@ -36,6 +40,7 @@ from torch.utils.data import TensorDataset
 from kexue.experiments._shared.classification import (
     classification_metrics,
     cross_entropy_loss,
+    logits_of,
     predict,
 )
 
@@ -51,6 +56,7 @@ class FineTuneConfig:
     weight_decay: float = 0.01
     train_layers: int | None = None  # None: everything; k: the top k encoder layers + head
     head_lr: float | None = None  # the new head's learning rate (None: lr)
+    train_embeddings: bool = True  # False: the embedding tables stay frozen
 
 
 class MiniLMClassifier(nn.Module):
@@ -80,6 +86,16 @@ class MiniLMClassifier(nn.Module):
             module.requires_grad_(train_layers is None)
         for module in layers[frozen:]:
             module.requires_grad_(True)
+
+    def keep_layers(self, indices: Sequence[int]) -> MiniLMClassifier:
+        """Keep only the encoder layers ``indices`` (in that order), e.g. ``(0, 1, 2)``."""
+        layers = self.bert.encoder.layers
+        if not indices or not all(0 <= i < len(layers) for i in indices):
+            raise ValueError(f"indices must be a non-empty list of layer indices in "
+                             f"[0, {len(layers)}), got {list(indices)}")
+        self.bert.encoder.layers = nn.ModuleList(layers[i] for i in indices)
+        self.bert.config.num_hidden_layers = len(indices)
+        return self
 
     def pool(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Mean of the last hidden states over real tokens, ``(batch, hidden)``."""
@@ -113,6 +129,21 @@ def encode(rows: Sequence[tuple[str, int]], max_length: int = 64,
     batch = tokenizer(folder).batch_encode([t for t, _ in rows], max_length=max_length)
     labels = torch.tensor([label for _, label in rows], dtype=torch.long)
     return TensorDataset(batch["input_ids"], batch["attention_mask"], labels)
+
+
+def encode_pairs(rows: Sequence[tuple[str, str, float]], max_length: int = 128,
+                 folder: str | os.PathLike | None = None) -> TensorDataset:
+    """``(sentence_a, sentence_b, score)`` rows -> ``TensorDataset(input_ids, attention_mask,
+    scores)``, each pair encoded as ``[CLS] a [SEP] b [SEP]`` (a cross-encoder)."""
+    batch = tokenizer(folder).batch_encode([r[0] for r in rows], max_length=max_length,
+                                           pairs=[r[1] for r in rows])
+    scores = torch.tensor([r[2] for r in rows], dtype=torch.float)
+    return TensorDataset(batch["input_ids"], batch["attention_mask"], scores)
+
+
+def regression_loss(model: nn.Module, batch: Any) -> Tensor:
+    """Mean squared error of the single output against the score."""
+    return nn.functional.mse_loss(logits_of(model, batch).squeeze(-1), batch[2])
 
 
 def cache_key(config: FineTuneConfig, seed: int, data: Any, model: nn.Module,
@@ -176,12 +207,14 @@ def fine_tune(
     def train_now() -> dict[str, Tensor]:
         if config.train_layers is not None:
             model.freeze_below(config.train_layers)
+        if not config.train_embeddings:
+            model.bert.embeddings.requires_grad_(False)
         fit(model, loss_fn, train, TrainConfig(
             steps=config.steps, batch_size=config.batch_size, lr=config.lr,
             warmup=config.warmup, weight_decay=config.weight_decay, seed=seed, progress=False,
             log_every=max(1, config.steps // 5)), step=step or plain_step,
             param_groups=param_groups(model, config))
-        if config.train_layers is not None:
+        if config.train_layers is not None or not config.train_embeddings:
             model.freeze_below(None)
         return model.state_dict()
 
@@ -199,3 +232,14 @@ def evaluate(model: nn.Module, data: TensorDataset, num_classes: int = 2,
     """Accuracy, macro-F1, balanced accuracy (percent) and cross-entropy on ``data``."""
     logits = predict(model, data, batch_size=batch_size)
     return classification_metrics(logits, data.tensors[2], num_classes)
+
+
+def evaluate_regression(model: nn.Module, data: TensorDataset,
+                        batch_size: int = 64) -> dict[str, float]:
+    """Spearman and Pearson correlation (x100) of the single output with the scores."""
+    from scipy.stats import pearsonr, spearmanr
+
+    pred = predict(model, data, batch_size=batch_size).squeeze(-1).numpy()
+    gold = data.tensors[2].numpy()
+    return {"spearman": 100 * float(spearmanr(pred, gold)[0]),
+            "pearson": 100 * float(pearsonr(pred, gold)[0])}
