@@ -33,7 +33,7 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 	$(PIP) install -q -e '.[pretrained,hf,zh,bench,dev]'
 	touch $@ $(VENV)/.demo
 
-# A few quick experiments, about five minutes on 2 cores, with an HTML report.
+# Five quick experiments on the bundled data (kexue demo), with an HTML report.
 demo: $(VENV)/.demo
 	KEXUE_DATA=$(RESEARCH_DATA) $(BIN)/kexue demo --out reports/demo
 
