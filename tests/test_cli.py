@@ -197,3 +197,9 @@ def test_the_demo_needs_only_bundled_data():
     for name in cli.DEMO:
         needs = experiments[name].datasets
         assert all(DATASETS[d].redistributable for d in needs), (name, needs)
+
+
+def test_the_readme_cell_shows_the_fidelity_beside_the_verdict():
+    record = {"verdict": "reproduced", "claim": {"fidelity": "substituted"}}
+    assert cli._verdict_cell(record) == "reproduced (substituted)"
+    assert cli._verdict_cell({"verdict": "skipped", "claim": {}}) == "skipped"

@@ -132,6 +132,12 @@ def _newest_report() -> Path | None:
     return reports[-1].parent if reports else None
 
 
+def _verdict_cell(record: dict) -> str:
+    """``not reproduced (substituted)``: the verdict with the setting it is about."""
+    fidelity = record.get("claim", {}).get("fidelity")
+    return f"{record['verdict']} ({fidelity})" if fidelity else record["verdict"]
+
+
 def technique_table(reports: list[Path]) -> str:
     """The Markdown table of all techniques with status and latest verdict.
 
@@ -143,9 +149,9 @@ def technique_table(reports: list[Path]) -> str:
     verdicts: dict[str, str] = {}
     for report in reports:
         _, records = load_results(report)
-        verdicts.update({r["name"]: r["verdict"] for r in records})
+        verdicts.update({r["name"]: _verdict_cell(r) for r in records})
     experiments = load_all()
-    lines = ["| T | technique | posts | status | experiment: latest verdict |",
+    lines = ["| T | technique | posts | status | experiment: latest verdict (fidelity) |",
              "|---|---|---|---|---|"]
     for t in TECHNIQUES:
         exps = [e for e in experiments.values() if t.id in e.techniques]
