@@ -107,7 +107,7 @@ class TTA(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> TTAOutput:
         """``input_ids`` ``(batch, seq)``, ``attention_mask`` 0/1 ``(batch, seq)`` (0 = padding)."""
-        check_input_ids(input_ids)
+        check_input_ids(input_ids, self.config.vocab_size)
         b, t = input_ids.shape
         if attention_mask is not None and attention_mask.shape != (b, t):
             raise ValueError(f"attention_mask must be (batch, seq) = {(b, t)}, got {tuple(attention_mask.shape)}")
@@ -141,7 +141,7 @@ def masked_pseudo_log_likelihood(model: Bert, input_ids: Tensor, mask_token_id: 
     """``Σ_i log p(x_i | x with [MASK] at i)`` with a masked LM (``Bert(mlm=True)``): one
     masked copy per real token, ``n`` passes per row, ``batch_size`` copies at a time; the
     MLM head runs at the masked position of each copy only. Returns ``(batch,)``."""
-    check_input_ids(input_ids)
+    check_input_ids(input_ids, model.config.vocab_size)
     b = input_ids.shape[0]
     keys = torch.ones_like(input_ids) if attention_mask is None else (attention_mask != 0).long()
     row, pos = keys.nonzero(as_tuple=True)  # one copy per real token

@@ -7,7 +7,6 @@ tensors, training through :func:`kexue.train.fit`, and the metrics the claims us
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,28 +189,5 @@ def train_classifier(
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup=warmup,
                          weight_decay=weight_decay, progress=False, log_every=max(1, steps // 10))
     fit(model, loss_fn, train, config, step=step or plain_step)
-    return model
-
-
-# Median row norms of a trained BERT-family model's tables (all-MiniLM-L6-v2: token
-# embeddings 1.11, position embeddings 0.48), measured on the weights shipped here.
-TOKEN_ROW_NORM, POSITION_ROW_NORM = 1.1, 0.5
-
-
-def bert_scale_embeddings_(model: nn.Module, token_norm: float = TOKEN_ROW_NORM,
-                           position_norm: float = POSITION_ROW_NORM) -> nn.Module:
-    """Re-initialise the token and position tables of a ``TextClassifier`` with rows of
-    (expected) norm ``token_norm`` / ``position_norm``: N(0, (norm / sqrt(hidden))^2).
-
-    The perturbation sizes of FGM and VAT (epsilon, xi) are absolute norms; what they do
-    depends on their ratio to the embedding rows, so the tables get the row norms of a
-    trained BERT, on which the author's defaults were chosen. The padding row is zero.
-    """
-    for table, norm in ((model.get_input_embeddings(), token_norm),
-                        (model.position, position_norm)):
-        nn.init.normal_(table.weight, std=norm / math.sqrt(table.embedding_dim))
-        if table.padding_idx is not None:
-            with torch.no_grad():
-                table.weight[table.padding_idx].zero_()
     return model
 
