@@ -74,3 +74,19 @@ def test_arithmetic_is_xavier():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_normal_init_is_bert_initialisation():
+    from torch import nn
+
+    from kexue.nn import normal_init_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 256), nn.LayerNorm(256), nn.Embedding(500, 256))
+    with torch.no_grad():
+        model[1].weight.fill_(3.0)
+    model.apply(lambda m: normal_init_(m, 0.02))
+    for layer in (model[0], model[2]):
+        assert abs(layer.weight.std().item() - 0.02) < 0.001 and abs(layer.weight.mean().item()) < 0.001
+    assert torch.equal(model[0].bias, torch.zeros(256))
+    assert torch.equal(model[1].weight, torch.full((256,), 3.0))  # LayerNorm untouched

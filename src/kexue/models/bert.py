@@ -36,6 +36,7 @@ from kexue.models.hf import (
     to_hf_state_dict,
 )
 from kexue.nn.attention import KVCache
+from kexue.nn.init import normal_init_
 from kexue.nn.packing import real_tokens
 from kexue.nn.position import LearnedPositionEmbedding, sinusoidal_embedding
 from kexue.nn.rope import RoPE
@@ -172,11 +173,7 @@ class Bert(nn.Module):
         return self.mlm(hidden, self.embeddings.word.weight)
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        normal_init_(module, self.config.initializer_range)
 
     def forward(
         self,

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from kexue.models.bert import Bert, MLMHead, check_input_ids
 from kexue.models.hf import BertConfig
+from kexue.nn.init import normal_init_
 from kexue.nn.position import LearnedPositionEmbedding
 from kexue.nn.transformer import FeedForward
 
@@ -100,10 +101,7 @@ class TTA(nn.Module):
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        normal_init_(module, self.config.initializer_range)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> TTAOutput:
         """``input_ids`` ``(batch, seq)``, ``attention_mask`` 0/1 ``(batch, seq)`` (0 = padding)."""

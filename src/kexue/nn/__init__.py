@@ -13,6 +13,7 @@ from kexue.nn.init import (  # T27: non-square initialisation
     average_dimension,
     fan_average_normal_,
     fan_average_uniform_,
+    normal_init_,
 )
 from kexue.nn.masks import (  # T10: masks
     causal_mask,
@@ -103,6 +104,7 @@ __all__ = [
     "log_n_attention",
     "log_n_scale",
     "make_cell",
+    "normal_init_",
     "ntk_kappa",
     "padding_mask",
     "permutation_mask",

@@ -30,10 +30,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ["AVERAGES", "average_dimension", "fan_average_normal_", "fan_average_uniform_",
-           "fans"]
+           "fans",
+           "normal_init_"]
 
 AVERAGES = ("fan_in", "fan_out", "arithmetic", "geometric", "quadratic")
 
@@ -95,3 +96,12 @@ def fan_average_uniform_(tensor: Tensor, average: str = "geometric", gain: float
     bound = math.sqrt(3.0) * _std(tensor, average, gain)
     with torch.no_grad():
         return tensor.uniform_(-bound, bound)
+
+
+def normal_init_(module: nn.Module, std: float) -> None:
+    """BERT/GPT-2 initialisation of one module: Linear and Embedding weights N(0, std²),
+    Linear biases zero (LayerNorm keeps its ones and zeros). Use with ``model.apply``."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
