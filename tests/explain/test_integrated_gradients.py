@@ -1,3 +1,4 @@
+import importlib
 import itertools
 
 import pytest
@@ -75,6 +76,40 @@ def test_passes_of_any_size_give_the_same_result():
                                     batch_size=batch_size)
         torch.testing.assert_close(part.attributions, whole.attributions)
         torch.testing.assert_close(part.delta, whole.delta)
+
+
+def test_layer_passes_auto_sized_or_whole_give_the_same_result(monkeypatch):
+    ig_module = importlib.import_module("kexue.explain.integrated_gradients")
+    model = mlp()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    whole = layer_integrated_gradients(model, model[0], x, steps=6, target=1, batch_size=None)
+    monkeypatch.setattr(ig_module, "AUTO_TOKENS", 15)  # 15 // 5 = 3 points per pass
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, a: calls.append(len(a[0])))
+    auto = layer_integrated_gradients(model, model[0], x, steps=6, target=1)
+    handle.remove()
+    assert max(calls) == 3 and sum(calls) == 4 * (6 + 2)  # gausslegendre + both end points
+    torch.testing.assert_close(auto.attributions, whole.attributions)
+    torch.testing.assert_close(auto.delta, whole.delta)
+
+
+def test_a_modules_parameters_are_frozen_during_the_passes_only():
+    model = mlp()
+    model[2].bias.requires_grad_(False)  # a frozen parameter stays frozen
+    before = [p.requires_grad for p in model.parameters()]
+    seen = []
+    model.register_forward_pre_hook(
+        lambda m, a: seen.append([p.requires_grad for p in m.parameters()]))
+    x = torch.randn(2, 5, dtype=torch.float64)
+    integrated_gradients(model, x, target=0, steps=3)
+    assert seen and not any(any(flags) for flags in seen)
+    assert [p.requires_grad for p in model.parameters()] == before
+    seen.clear()
+    integrated_gradients(lambda z: model(z), x, target=0, steps=3)  # not a module: untouched
+    assert seen[0] == before
+    with pytest.raises(ValueError, match="did not run"):
+        layer_integrated_gradients(model, nn.Linear(5, 5), x, target=0)
+    assert [p.requires_grad for p in model.parameters()] == before
 
 
 def test_one_right_riemann_step_is_gradient_times_input():
@@ -211,6 +246,10 @@ def test_bad_input_raises_for_the_layer_variant():
         integrated_gradients(model, torch.ones(3, 5, dtype=torch.long), target=0)
     with pytest.raises(ValueError, match="reduction must be one of"):
         layer_integrated_gradients(model, model[0], x, target=0, reduction="mean")
+    with pytest.raises(ValueError, match="batch_size must be a positive int, 'auto' or None"):
+        layer_integrated_gradients(model, model[0], x, target=0, batch_size="max")
+    with pytest.raises(ValueError, match="batch_size must be a positive int or None"):
+        integrated_gradients(model, x, target=0, batch_size="auto")
     with pytest.raises(TypeError, match="layer must be an nn.Module"):
         layer_integrated_gradients(model, "0", x, target=0)
     with pytest.raises(ValueError, match="did not run"):
