@@ -113,6 +113,7 @@ class Flooding(Experiment):
     techniques = ("T3",)
     datasets = ("sentiment",)
     minutes: ClassVar[dict[str, float]] = {"quick": 2, "full": 20}
+    seeds = 6  # 3 left the accuracy comparison within noise
     claim = Claim(
         post="我们真的需要把训练集的损失降低到零吗？",
         date="2020-07-31",
@@ -132,7 +133,7 @@ class Flooding(Experiment):
         "(image benchmarks such as CIFAR-10, b picked from a small grid).",
         our_setting="Bag-of-characters MLP (embedding 64) on 1000 Chinese sentiment texts, "
         "1500 Adam steps of batch 32 (about 48 epochs), b picked on 1000 validation texts, "
-        "judged on 2000 test texts; 3 seeds.",
+        "judged on 2000 test texts; 6 seeds.",
         substitution="The post runs nothing; a small text classifier trained to zero "
         "training error on CPU in seconds shows the same regime (memorisation, then the test "
         "loss climbing) that flooding targets.",
