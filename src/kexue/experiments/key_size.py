@@ -102,7 +102,7 @@ class KeySizeTalkingHeads(Experiment):
     name = "key-size-talking-heads"
     techniques = ("T6",)
     datasets = ("tinyshakespeare",)
-    minutes = {"quick": 3.3, "full": 60}
+    minutes = {"quick": 9, "full": 60}
     claim = Claim(
         post="突破瓶颈，打造更强大的Transformer",
         date="2020-04-13",
@@ -121,7 +121,7 @@ class KeySizeTalkingHeads(Experiment):
         post_setting="The papers' BERT / ALBERT / T5 pre-training (hundreds of millions of "
         "parameters, up to 12-24 heads, long pre-training), judged on GLUE / SQuAD / SuperGLUE.",
         our_setting="2-layer pre-LN RoPE char LM, hidden 64 (4 heads of key 16 vs 8 of key 8; "
-        "~100K parameters), trained at length 64 for 300 steps of batch 16 on tinyshakespeare; "
+        "~100K parameters), trained at length 64 for 1000 steps of batch 16 on tinyshakespeare; "
         "validation bits/char on 64 held-out windows; 3 seeds. Early training, not convergence.",
     )
 
@@ -129,7 +129,7 @@ class KeySizeTalkingHeads(Experiment):
         length = ctx.pick(64, 128, smoke=16)
         corpus = load_corpus("tinyshakespeare", max_chars=ctx.pick(None, None, smoke=60_000))
         windows = training_windows(corpus.train, length)
-        steps = ctx.pick(300, 4000, smoke=5)
+        steps = ctx.pick(1000, 4000, smoke=5)
         ends = eval_ends(corpus.val, length, ctx.pick(64, 256, smoke=4))
         hidden = ctx.pick(64, 128, smoke=32)
         metrics: dict[str, float] = {}
