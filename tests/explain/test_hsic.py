@@ -131,22 +131,27 @@ def test_low_rank_shortcut_equals_the_dense_computation(monkeypatch, one_thread)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(300, generator=generator, dtype=torch.float64)
     y = x.sin()[:, None] + torch.randn(300, 2, generator=generator, dtype=torch.float64)
-    def run(kernel, estimator):
-        return (hsic(x, y, kernel, estimator=estimator, normalized=True),
-                hsic_test(x, y, 50, kernel, estimator=estimator, batch_size=7,
+    def run(kernel, estimator, swap):
+        a, b = (y, x) if swap else (x, y)
+        kernel = kernel[::-1] if swap and isinstance(kernel, tuple) else kernel
+        return (hsic(a, b, kernel, estimator=estimator, normalized=True),
+                hsic_test(a, b, 50, kernel, estimator=estimator, batch_size=7,
                           generator=torch.Generator().manual_seed(1)))
 
-    for kernel in ("gaussian", ("gaussian", "linear")):
-        for estimator in ("biased", "unbiased"):
-            fast_value, fast = run(kernel, estimator)
-            assert hsic_impl._gram(x[:, None], "gaussian", "median", "x", True).factor is not None
-            with monkeypatch.context() as m:
-                m.setattr(hsic_impl, "_pivoted_cholesky", lambda *args: None)
-                m.setattr(hsic_impl, "LOW_RANK_FROM", 10**9)
-                slow_value, slow = run(kernel, estimator)
-            torch.testing.assert_close(fast_value, slow_value, atol=1e-10, rtol=0)
-            torch.testing.assert_close(fast.null, slow.null, atol=1e-12, rtol=0)
-            assert fast.pvalue == slow.pvalue
+    # x's kernel has a factor; y's (2-d Gaussian) is a matrix, or a factor when linear:
+    # the half-factored path with the factor on either side, and the all-factor path
+    cases = itertools.product(("gaussian", ("gaussian", "linear")), ("biased", "unbiased"),
+                              (False, True))
+    for kernel, estimator, swap in cases:
+        fast_value, fast = run(kernel, estimator, swap)
+        assert hsic_impl._gram(x[:, None], "gaussian", "median", "x", True).factor is not None
+        with monkeypatch.context() as m:
+            m.setattr(hsic_impl, "_pivoted_cholesky", lambda *args: None)
+            m.setattr(hsic_impl, "LOW_RANK_FROM", 10**9)
+            slow_value, slow = run(kernel, estimator, swap)
+        torch.testing.assert_close(fast_value, slow_value, atol=1e-10, rtol=0)
+        torch.testing.assert_close(fast.null, slow.null, atol=1e-12, rtol=0)
+        assert fast.pvalue == slow.pvalue
 
 
 @pytest.mark.parametrize("n, ties", [(301, False), (400, False), (333, True)])

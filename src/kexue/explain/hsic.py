@@ -26,8 +26,10 @@ Both need only ``S = sum_ij K_ij L_ij``, the row sums and the diagonals (see
 test scores a whole batch of permutations at once. When a kernel matrix has a low numerical
 rank (smooth kernels on low-dimensional data), a pivoted Cholesky factor ``K ~ F F^T``, exact
 to rounding level, replaces it: then ``S = ||F^T G||_F^2`` costs ``O(n r^2)`` instead of
-``O(n^2)`` (for every permutation, ``||F^T G[pi]||^2``: a batch of small matrix products);
-otherwise the ``(n, n)`` matrices are formed and a permutation is a gather ``L[pi][:, pi]``.
+``O(n^2)`` (for every permutation, ``||F^T G[pi]||^2``: a batch of small matrix products).
+When only one kernel has a factor, a batch of permutations is one matrix product of the
+other kernel with the permuted factors (``sum_c G[pi]_c^T K G[pi]_c``); when neither has
+one, the ``(n, n)`` matrices are formed and a permutation is a gather ``L[pi][:, pi]``.
 
 The Gaussian kernel is ``exp(-||a - b||^2 / (2 sigma^2))`` with ``sigma`` the median of the
 pairwise distances by default (as in hyppo; if that median is 0, sigma = 1). The post writes
@@ -287,12 +289,34 @@ def _permuted_pair_sums(k: Gram, l: Gram, orders: Tensor, batch_size: int | None
         chunk = batch_size or max(1, BATCH_ENTRIES // (n * max(1, g.shape[1])))
         return torch.cat([torch.matmul(f.T, g[p]).square().sum((1, 2))
                           for p in orders.split(chunk)])
+    if k.factor is not None or l.factor is not None:
+        return _half_factored_sums(k, l, orders, batch_size)
     k_flat, l_dense = k.dense().reshape(-1), l.dense()
     chunk = batch_size or max(1, BATCH_ENTRIES // (n * n))
     sums = []
     for p in orders.split(chunk):  # L[pi] (whole rows), then each row's columns by pi
         permuted = torch.gather(l_dense[p], 2, p[:, None, :].expand(len(p), n, n))
         sums.append(permuted.reshape(len(p), -1) @ k_flat)
+    return torch.cat(sums)
+
+
+def _half_factored_sums(k: Gram, l: Gram, orders: Tensor, batch_size: int | None) -> Tensor:
+    """The permuted pair sums when one kernel is a factor and the other a matrix.
+
+    With ``L = G G^T``: ``S_pi = sum_c V_c^T K V_c`` for ``V = G[pi]``, so a batch of
+    permutations is one matrix product ``K [V_1 ... V_P]`` (no ``(n, n)`` gather). With
+    ``K = F F^T`` the same holds for ``L`` and ``V = F[pi^-1]``.
+    """
+    if l.factor is not None:
+        dense, factor, index = k.dense(), l.factor, orders
+    else:
+        dense, factor, index = l.dense(), k.factor, orders.argsort(dim=1)
+    n, rank = factor.shape
+    chunk = batch_size or max(1, BATCH_ENTRIES // (n * max(1, rank)))
+    sums = []
+    for p in index.split(chunk):
+        v = factor[p].transpose(0, 1).reshape(n, len(p) * rank)  # (n, perms * rank)
+        sums.append((v * (dense @ v)).reshape(n, len(p), rank).sum((0, 2)))
     return torch.cat(sums)
 
 
