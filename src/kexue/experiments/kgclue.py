@@ -84,7 +84,7 @@ class KgCLUE(Experiment):
     name = "kgclue"
     techniques = ("T31",)
     datasets = ("kgclue",)
-    minutes = {"quick": 3, "full": 40}
+    minutes = {"quick": 8, "full": 40}
     claim = Claim(
         post="Seq2Seq+前缀树：检索任务新范式（以KgCLUE为例）",
         date="2021-12-17",
@@ -102,7 +102,7 @@ class KgCLUE(Experiment):
         post_setting="RoFormer-Sim-FT (12-layer Chinese char model pretrained as UniLM), "
         "KgCLUE train 18000, 3 epochs, batch 32, Adam 5e-6; trie over the official 20M-triple "
         "KB; beam search (3 beams), look-ahead.",
-        our_setting="2-layer char UniLM (hidden 128) from scratch, 300 steps of batch 32 on "
+        our_setting="2-layer char UniLM (hidden 128) from scratch, 1500 steps of batch 32 on "
         "train; greedy decoding; trie over the 22000-triple mini KB; first 300 dev questions.",
         substitution="No pretrained Chinese BERT/RoFormer is available here (MiniLM is an "
         "English sentence encoder without an MLM head), so the UniLM is trained from scratch "
@@ -122,7 +122,7 @@ class KgCLUE(Experiment):
         trie = Trie([tok.encode(text) for text in kb], tok.vocab_size, tok.sep_token_id)
         ctx.log(f"kgclue: {len(train)} questions, vocabulary {tok.vocab_size}, trie of {len(trie)} "
                 f"entries / {trie.num_nodes} nodes ({trie.nbytes / 2**20:.1f} MB)")
-        steps, size = ctx.pick(300, 6000, smoke=20), ctx.pick(32, 64, smoke=8)
+        steps, size = ctx.pick(1500, 6000, smoke=20), ctx.pick(32, 64, smoke=8)
         data = seq2seq.examples([tok.encode(r["question"])[:Q_LEN] for r in train],
                                 [tok.encode(target_text(*r["answer"][:2])) for r in train],
                                 cls=tok.cls_token_id, sep=tok.sep_token_id, pad=tok.pad_token_id)
