@@ -113,7 +113,7 @@ class QuestionGeneration(Experiment):
     name = "question-generation"
     techniques = ("T25",)
     datasets = ("cmrc2018",)
-    minutes = {"quick": 3, "full": 30}
+    minutes = {"quick": 12, "full": 30}
     claim = Claim(
         post="学会提问的BERT：端到端地从篇章中构建问答对",
         date="2020-07-25",
@@ -128,7 +128,7 @@ class QuestionGeneration(Experiment):
         post_setting="Chinese BERT-base (reduced vocabulary) + UniLM, WebQA + SogouQA passages cut "
         "to <= 126 characters, 100 epochs x 1000 steps of batch 32, Adam 1e-5; answer by top-p "
         "0.95 sampling, question by beam search.",
-        our_setting="2-layer char UniLM (hidden 128, 2000 characters) from scratch, trained 300 "
+        our_setting="2-layer char UniLM (hidden 128, 2000 characters) from scratch, trained 1500 "
         "steps of batch 32 on CMRC 2018 dev (passages cut to <= 64 characters around the "
         "answer); 150 trial examples; answer by top-p 0.95, question by 3 beams and by top-p 0.95.",
         substitution="No pretrained Chinese BERT is available here (MiniLM is an English "
@@ -151,7 +151,7 @@ class QuestionGeneration(Experiment):
                                 cls=tok.cls_token_id, sep=sep, pad=tok.pad_token_id)
         torch.manual_seed(ctx.seed)
         model = seq2seq.small_unilm(tok.vocab_size, size + A_LEN + Q_LEN + 4, hidden=ctx.pick(128, 256, smoke=32))
-        steps, batch = ctx.pick(300, 5000, smoke=10), ctx.pick(32, 32, smoke=8)
+        steps, batch = ctx.pick(1500, 5000, smoke=10), ctx.pick(32, 32, smoke=8)
         metrics = {"train_loss": seq2seq.train(model, data, steps=steps, batch_size=batch, lr=2e-3, seed=ctx.seed)}
         lm, g = UniLM(model), torch.Generator().manual_seed(ctx.seed)
         passages = [tok.encode(r["passage"]) for r in test]
