@@ -178,7 +178,7 @@ class IntegratedGradients(Experiment):
         post_setting="ALBERT-small fine-tuned on the Chinese sentiment set; IG with 20 steps "
         "on the token-embedding table (gradient x scaled input), probability of the predicted "
         "label, token scores by L2 norm; qualitative.",
-        our_setting="all-MiniLM-L6-v2 + mean pooling + linear head; 200 fine-tuning steps "
+        our_setting="all-MiniLM-L6-v2 + mean pooling + linear head; 400 fine-tuning steps "
         "(batch 16; the top 3 of 6 layers at lr 1e-4, the new head at 1e-3) on 4000 SST-2 "
         "train sentences; test accuracy on a fixed 600 of the 1821 test sentences; IG (Gauss-Legendre, 16 steps, zero baseline at the token embeddings, "
         "F = predicted-class probability) and the deletion test on 36 test sentences per seed; 5 seeds.",
@@ -189,7 +189,7 @@ class IntegratedGradients(Experiment):
 
     def run(self, ctx: Context) -> Run:
         n_train = ctx.pick(4000, None, smoke=64)
-        config = ctx.pick(FineTuneConfig(steps=200, batch_size=16, lr=1e-4, train_layers=3,
+        config = ctx.pick(FineTuneConfig(steps=400, batch_size=16, lr=1e-4, train_layers=3,
                                          head_lr=1e-3),
                           FineTuneConfig(steps=2000, batch_size=32, lr=5e-5),
                           smoke=FineTuneConfig(steps=2, batch_size=4, lr=1e-4, train_layers=1))
