@@ -45,6 +45,7 @@ import torch
 from _timing import alternate, medians, ratio
 
 from kexue.data import WordPieceTokenizer, load_sst2, minilm_path
+from kexue.embed import masked_mean
 from kexue.experiments._shared.minilm_classifier import build
 from kexue.explain import hsic, hsic_test, layer_integrated_gradients
 from kexue.explain.integrated_gradients import AUTO_TOKENS
@@ -107,30 +108,31 @@ def bench_integrated_gradients(quick: bool) -> dict:
 
 
 def compare(fns: dict, count: int, repeats: int) -> dict:
-    """Time the contenders in turns; agreement of each with the last one (kexue)."""
-    outputs = {name: fn() for name, fn in fns.items()}
+    """Time the contenders in turns; agreement of each peer with kexue, sentence by sentence."""
+    per_sentence = {name: by_sentence(fn()) for name, fn in fns.items()}
     times = alternate(fns, repeats=repeats, warmup=1)
-    med = medians(times)
-
-    def pairs(name: str) -> list:
-        theirs, ours = outputs[name], outputs["kexue"]
-        if not isinstance(ours, list):  # one call for the batch: (attributions, delta)
-            return [((theirs[0][i], theirs[1][i]), (ours[0][i], ours[1][i]))
-                    for i in range(len(ours[1]))]
-        return list(zip(theirs, ours))
-
+    ours = per_sentence["kexue"]
     peers = [name for name in fns if name != "kexue"]
+
+    def max_diff(name: str, part: int) -> float:
+        return max(float((t[part] - o[part]).abs().max()) for t, o in zip(per_sentence[name], ours))
+
     return {
-        "seconds_per_sentence": {k: v / count for k, v in med.items()},
+        "seconds_per_sentence": {k: v / count for k, v in medians(times).items()},
         "speedup": {name: ratio(times, name, "kexue") for name in peers},
-        "max_abs_diff_attributions": {
-            name: max(float((c[0] - k[0]).abs().max()) for c, k in pairs(name)) for name in peers},
-        "max_abs_diff_delta": {
-            name: max(float((c[1] - k[1]).abs().max()) for c, k in pairs(name)) for name in peers},
-        "median_abs_delta": {
-            name: float(np.median([float(p[1].abs()) for p, _ in pairs(name)])) for name in peers}
-        | {"kexue": float(np.median([float(k[1].abs()) for _, k in pairs(peers[0])]))},
+        "max_abs_diff_attributions": {name: max_diff(name, 0) for name in peers},
+        "max_abs_diff_delta": {name: max_diff(name, 1) for name in peers},
+        "median_abs_delta": {name: float(np.median([float(d.abs()) for _, d in out]))
+                             for name, out in per_sentence.items()},
     }
+
+
+def by_sentence(out) -> list:
+    """(attributions, delta) per sentence, from a list of per-sentence results or one batch."""
+    if isinstance(out, list):
+        return [(a, d) for a, d in out]
+    attributions, delta = out
+    return list(zip(attributions, delta))
 
 
 class HFClassifier(torch.nn.Module):
@@ -147,9 +149,8 @@ class HFClassifier(torch.nn.Module):
         self.head = head
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).to(h.dtype)
-        return self.head((h * weights).sum(1) / weights.sum(1))
+        return self.head(masked_mean(self.bert(input_ids=ids, attention_mask=mask).last_hidden_state,
+                                     mask))
 
 
 def numpy_median_distance(a: np.ndarray) -> float:
